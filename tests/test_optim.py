@@ -364,3 +364,9 @@ def test_stepper_elastic_batch_size_recomputes_accumulate() -> None:
     got = _run(second, range(200, 220))
     assert all(b - a == 2 for a, b in zip(got, got[1:], strict=False))
     assert second.batch_size == 32 and second.accumulate(500) == 2
+
+
+def test_warmup_iters_rejects_unknown_batch_count() -> None:
+    # Lightning reports num_training_batches as inf before the train dataloader is loaded.
+    with pytest.raises(ValueError, match="finite"):
+        warmup_iters(3.0, float("inf"))
