@@ -35,8 +35,9 @@ after Lightning unscaled the AMP gradients; calling ``clip_gradients`` before ``
 ``on_train_epoch_end``: ``self.lr_schedulers().step()`` (manual optimisation does not step it), then
 ``self.ema.update_attr(self.model)``.
 
-``on_save_checkpoint`` / ``on_load_checkpoint``: store ``self.accum.state_dict()`` under a key of the checkpoint
-and restore it, so a resumed run steps on the same iterations as an uninterrupted one.
+``on_save_checkpoint``: store ``self.accum.state_dict()`` (plain ints) under a key of the checkpoint.
+``on_load_checkpoint`` runs before ``on_train_start``: keep that dict and pass it to ``self.accum.load_state_dict``
+right after building the schedule, so a resumed run steps on the same iterations as an uninterrupted one.
 """
 
 from __future__ import annotations
