@@ -1,0 +1,237 @@
+"""Dataset yaml files: parse, validate and resolve them, list their images and pair images with labels.
+
+A dataset yaml is the YOLOv5 format, read unchanged::
+
+    path: ../datasets/coco128   # dataset root; relative to this yaml's folder; absent -> this yaml's folder
+    train: images/train2017     # folder, list of folders, or a .txt file listing images (one per line)
+    val: images/train2017
+    test:                       # optional
+    nc: 80                      # optional; checked against names
+    names: {0: person, 1: bicycle}   # or a list: [person, bicycle]
+    download: ...               # ignored: never executed, never fetched
+
+Every problem raises :class:`DatasetError` with a message naming the yaml and key, or the path (a list entry as
+``list.txt:line``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")
+"""Image file suffixes a dataset may use (lower case, without the dot), as YOLOv5."""
+
+SPLITS = ("train", "val", "test")
+_MAX_LISTED = 10  # bad list-file lines quoted in one error message
+
+
+class DatasetError(Exception):
+    """A dataset definition or its files cannot be used; the message names the file and key or line."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """A validated dataset yaml.
+
+    Attributes:
+        yaml_path: The yaml file, absolute.
+        root: The resolved ``path:`` (dataset root), absolute.
+        names: Class names, index = class id.
+        splits: ``split name -> sources``; each source is an existing folder or list file. ``test`` only when set.
+    """
+
+    yaml_path: Path
+    root: Path
+    names: list[str]
+    splits: dict[str, list[Path]] = field(default_factory=dict)
+
+    @property
+    def nc(self) -> int:
+        """Number of classes."""
+        return len(self.names)
+
+
+def is_image_file(path: str | Path) -> bool:
+    """True when the file name ends in one of :data:`IMG_FORMATS` (case-insensitive)."""
+    return str(path).rsplit(".", 1)[-1].lower() in IMG_FORMATS
+
+
+def image_to_label_path(image: str | Path) -> Path:
+    """The label file of an image, as YOLOv5 pairs them.
+
+    The last ``/images/`` folder in the path becomes ``/labels/`` and the suffix becomes ``.txt``;
+    an image with no ``images`` folder in its path has its label file beside it.
+    """
+    text, sep = str(image), os.sep
+    head, found, tail = text.rpartition(f"{sep}images{sep}")
+    if found:
+        text = f"{head}{sep}labels{sep}{tail}"
+    return Path(text.rsplit(".", 1)[0] + ".txt")
+
+
+def read_dataset_yaml(yaml_path: str | Path) -> dict[str, Any]:
+    """Read a yaml file with ``yaml.safe_load`` (``!!python`` tags are refused) into a mapping."""
+    path = Path(yaml_path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: dataset yaml not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as err:
+        raise DatasetError(f"{path}: not a valid dataset yaml: {_one_line(err)}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{path}: cannot read: {err}") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: expected a mapping with keys train, val, names; got {type(data).__name__}")
+    return data
+
+
+def load_dataset_config(yaml_path: str | Path) -> DatasetConfig:
+    """Parse and validate a dataset yaml; check that every split source exists.
+
+    Cheap: no image is listed or opened. Raises :class:`DatasetError` naming the yaml and key.
+    """
+    path = Path(yaml_path).expanduser().resolve()
+    data = read_dataset_yaml(path)
+    for key in ("train", "val", "names"):
+        if data.get(key) in (None, "", [], {}):
+            raise DatasetError(f"{path}: key '{key}' is missing or empty")
+    names = parse_names(data["names"], path)
+    check_nc(data.get("nc"), names, path)
+    if data.get("download") is not None:
+        log.info("%s: key 'download' ignored: it is never run or fetched; download the data yourself", path)
+    root = resolve_root(data.get("path"), path)
+    splits = {key: resolve_sources(data[key], root, key, path) for key in SPLITS if data.get(key) not in (None, "")}
+    return DatasetConfig(yaml_path=path, root=root, names=names, splits=splits)
+
+
+def parse_names(names: Any, yaml_path: Path) -> list[str]:
+    """Class names from a list or an ``{index: name}`` mapping whose keys are exactly the integers 0..n-1."""
+    if isinstance(names, (list, tuple)):
+        return [str(n) for n in names]
+    if not isinstance(names, dict):
+        raise DatasetError(f"{yaml_path}: key 'names' must be a list or an {{index: name}} mapping")
+    bad = [k for k in names if not isinstance(k, int) or isinstance(k, bool)]
+    if bad:
+        raise DatasetError(f"{yaml_path}: key 'names' has non-integer keys {bad[:5]}; use 0: person, 1: car, ...")
+    if sorted(names) != list(range(len(names))):
+        raise DatasetError(f"{yaml_path}: key 'names' keys must be 0..{len(names) - 1} with none missing")
+    return [str(names[i]) for i in range(len(names))]
+
+
+def check_nc(nc: Any, names: list[str], yaml_path: Path) -> None:
+    """Check an optional ``nc`` against the names."""
+    if nc is None:
+        return
+    if not isinstance(nc, int) or isinstance(nc, bool):
+        raise DatasetError(f"{yaml_path}: key 'nc' must be an integer, got {nc!r}")
+    if nc != len(names):
+        raise DatasetError(f"{yaml_path}: key 'nc' is {nc} but key 'names' has {len(names)} entries")
+
+
+def resolve_root(path_value: Any, yaml_path: Path) -> Path:
+    """The dataset root: ``path:`` resolved against the yaml's folder (absent -> the yaml's folder)."""
+    if path_value in (None, ""):
+        return yaml_path.parent
+    if not isinstance(path_value, str):
+        raise DatasetError(f"{yaml_path}: key 'path' must be a string, got {path_value!r}")
+    root = Path(path_value).expanduser()
+    return (root if root.is_absolute() else yaml_path.parent / root).resolve()
+
+
+def resolve_sources(value: Any, root: Path, key: str, yaml_path: Path) -> list[Path]:
+    """Resolve one split (a string or a list of strings) against the root; every source must exist."""
+    entries = value if isinstance(value, list) else [value]
+    if not entries or not all(isinstance(e, str) and e for e in entries):
+        raise DatasetError(f"{yaml_path}: key '{key}' must be a path or a list of paths, got {value!r}")
+    sources = []
+    for entry in entries:
+        source = _resolve_entry(entry, root)
+        if not source.exists():
+            raise DatasetError(f"{yaml_path}: key '{key}': path not found: {source}")
+        sources.append(source)
+    return sources
+
+
+def _resolve_entry(entry: str, root: Path) -> Path:
+    """Resolve a split entry; like YOLOv5, a missing ``../x`` falls back to ``root/x``."""
+    path = Path(entry).expanduser()
+    if path.is_absolute():
+        return path
+    resolved = (root / path).resolve()
+    if not resolved.exists() and entry.startswith("../"):
+        resolved = (root / entry[3:]).resolve()
+    return resolved
+
+
+def list_images(sources: list[Path], root: Path | None = None, what: str = "split") -> list[Path]:
+    """All image files of a split, sorted, without duplicates.
+
+    Args:
+        sources: Folders (searched recursively for :data:`IMG_FORMATS`) and list files (one image per line;
+            a relative line resolves against the list file's folder, else against ``root``).
+        root: The dataset root, the second place relative list lines are looked up.
+        what: Names the split in error messages.
+
+    Raises:
+        DatasetError: a source is missing, holds no image, or a list line is not an existing image
+            (named as ``list.txt:line``).
+    """
+    files: list[Path] = []
+    for source in sources:
+        found = _images_in_folder(source) if source.is_dir() else _images_in_list(source, root)
+        if not found:
+            raise DatasetError(f"{source}: no images found for {what} (formats: {', '.join(IMG_FORMATS)})")
+        files += found
+    return sorted(set(files), key=str)
+
+
+def _images_in_folder(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if is_image_file(p.name) and p.is_file()]
+
+
+def _images_in_list(list_file: Path, root: Path | None) -> list[Path]:
+    if not list_file.is_file():
+        raise DatasetError(f"{list_file}: not found")
+    try:
+        lines = list_file.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{list_file}: cannot read list file: {err}") from None
+    files, problems = [], []
+    for number, line in enumerate(lines, 1):
+        entry = line.strip()
+        if not entry:
+            continue
+        path, problem = _resolve_list_line(entry, list_file.parent, root)
+        if problem:
+            problems.append(f"{list_file}:{number}: {problem}")
+        else:
+            files.append(path)
+    if problems:
+        more = f"\n... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+        raise DatasetError("bad image list entries:\n" + "\n".join(problems[:_MAX_LISTED]) + more)
+    return files
+
+
+def _resolve_list_line(entry: str, parent: Path, root: Path | None) -> tuple[Path, str]:
+    """Resolve one list line; returns ``(path, problem)`` where ``problem`` is empty when the line is usable."""
+    path = Path(entry).expanduser()
+    if not path.is_absolute():
+        candidates = [parent / path] + ([root / path] if root is not None else [])
+        path = next((c for c in candidates if c.exists()), candidates[0])
+    if not is_image_file(path.name):
+        return path, f"'{entry}' is not an image file (formats: {', '.join(IMG_FORMATS)})"
+    if not path.is_file():
+        return path, f"image not found: {path}"
+    return Path(os.path.normpath(path.absolute())), ""
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())

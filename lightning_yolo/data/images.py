@@ -1,0 +1,181 @@
+"""Image files: verify them during the dataset scan and decode them to 3-channel uint8 BGR arrays.
+
+Files are only ever read. A JPEG whose last bytes are not the end-of-image marker but which decodes in full (for
+example one with bytes appended after the marker) is repaired in memory each time it is read; YOLOv5 instead
+re-saves such files in place, which lightning_yolo never does.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from lightning_yolo.data.config import IMG_FORMATS, DatasetError
+
+MAX_IMAGE_PIXELS = 89_478_485
+"""Images with more pixels than this (PIL's default limit, about 9459 x 9459) are rejected as decompression bombs."""
+
+MIN_IMAGE_SIDE = 10
+"""Images with a side shorter than this many pixels are rejected."""
+
+_JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+_PIL_DIRECT_MODES = {"L", "RGB", "I", "I;16", "I;16B", "I;16L", "F"}  # PIL modes converted by value, not by PIL
+
+
+class ImageCheck(NamedTuple):
+    """Outcome of :func:`verify_image`.
+
+    Attributes:
+        shape: ``(height, width)`` after EXIF orientation, or None when the image is unusable.
+        error: Why the image is unusable (empty when usable).
+        warning: A non-fatal finding such as an in-memory JPEG repair (empty when none).
+    """
+
+    shape: tuple[int, int] | None
+    error: str = ""
+    warning: str = ""
+
+
+def verify_image(path: str | Path) -> ImageCheck:
+    """Check that a file is a usable image without decoding it in full (except JPEGs that need repair).
+
+    Detects: zero-byte files, files that are not images (e.g. text named ``.jpg``), formats outside
+    :data:`IMG_FORMATS`, decompression bombs (over :data:`MAX_IMAGE_PIXELS`), images under
+    :data:`MIN_IMAGE_SIDE` px, structurally corrupt files (PIL ``verify``) and truncated JPEGs.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return ImageCheck(None, "empty file (0 bytes)")
+        return _verify_with_pil(path)
+    except Image.DecompressionBombError as err:
+        return ImageCheck(None, f"decompression bomb: {err}")
+    except UnidentifiedImageError:
+        return _verify_without_pil(path)
+    except (OSError, SyntaxError, ValueError, EOFError) as err:  # PIL raises all of these for broken files
+        return ImageCheck(None, f"corrupt image: {err}")
+
+
+def _verify_with_pil(path: Path) -> ImageCheck:
+    with Image.open(path) as im:
+        fmt, (w, h) = (im.format or "").lower(), im.size
+        orientation = _orientation(im)
+        problem = _size_problem(w, h) or ("" if fmt in IMG_FORMATS else f"unsupported image format {fmt.upper()}")
+        if problem:
+            return ImageCheck(None, problem)
+        im.verify()
+    shape = (w, h) if orientation in _TRANSPOSED else (h, w)
+    if fmt in ("jpeg", "mpo"):
+        return _check_jpeg_end(path, shape)
+    return ImageCheck(shape)
+
+
+def _verify_without_pil(path: Path) -> ImageCheck:
+    """Formats PIL cannot identify (PFM) are checked by decoding them with OpenCV."""
+    if path.suffix.lower() == ".pfm":
+        try:
+            h, w = load_image_bgr(path).shape[:2]
+        except DatasetError:
+            return ImageCheck(None, "corrupt PFM image")
+        return ImageCheck(None, _size_problem(w, h)) if _size_problem(w, h) else ImageCheck((h, w))
+    return ImageCheck(None, "not an image, or an unsupported image format")
+
+
+def _size_problem(w: int, h: int) -> str:
+    if w * h > MAX_IMAGE_PIXELS:
+        return f"decompression bomb: {w}x{h} pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels"
+    if min(w, h) < MIN_IMAGE_SIDE:
+        return f"image size {w}x{h} is under {MIN_IMAGE_SIDE} pixels"
+    return ""
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # malformed EXIF blocks raise many kinds of errors; treat them as "no orientation"
+        return 1
+
+
+def _check_jpeg_end(path: Path, shape: tuple[int, int]) -> ImageCheck:
+    """A JPEG not ending in the end-of-image marker is truncated unless it decodes in full."""
+    with open(path, "rb") as f:
+        f.seek(-2, io.SEEK_END)
+        if f.read() == _JPEG_EOI:
+            return ImageCheck(shape)
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (OSError, SyntaxError, ValueError) as err:
+        return ImageCheck(None, f"truncated JPEG: {err}")
+    return ImageCheck(shape, warning="JPEG has bytes after its end marker; repaired in memory, file left unchanged")
+
+
+def repair_jpeg_bytes(data: bytes) -> bytes:
+    """Cut a JPEG after its last end-of-image marker (or add one), so decoders read it without complaint."""
+    if not data.startswith(_JPEG_SOI) or data.endswith(_JPEG_EOI):
+        return data
+    end = data.rfind(_JPEG_EOI)
+    return data[: end + 2] if end > 0 else data + _JPEG_EOI
+
+
+def load_image_bgr(path: str | Path) -> np.ndarray:
+    """Decode an image file to ``(H, W, 3)`` uint8 BGR with its EXIF orientation applied.
+
+    Greyscale, palette, RGBA (alpha dropped), 16-bit, float (PFM/TIFF) and CMYK images are converted.
+    JPEGs needing repair are repaired in memory; the file is never written.
+
+    Raises:
+        DatasetError: the file is missing or cannot be decoded (the message names it).
+    """
+    try:
+        data = repair_jpeg_bytes(Path(path).read_bytes())
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read image: {err.strerror or err}") from None
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None  # applies EXIF orientation
+    if image is not None and not str(path).lower().endswith(".pfm"):
+        return image
+    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH) if buffer.size else None
+    if image is not None and image.dtype.kind == "f":
+        return _float_to_bgr(image)
+    return _decode_with_pil(data, path)
+
+
+def _float_to_bgr(image: np.ndarray) -> np.ndarray:
+    """Float images hold either [0, 1] or [0, 255] values; scale to uint8 accordingly."""
+    scale = 255.0 if np.nanmax(image, initial=0.0) <= 1.0 else 1.0
+    image = np.clip(np.nan_to_num(image) * scale, 0, 255).astype(np.uint8)
+    return to_three_channels(image)
+
+
+def _decode_with_pil(data: bytes, path: str | Path) -> np.ndarray:
+    """PIL fallback for what OpenCV cannot decode (e.g. 32-bit float TIFF)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode not in _PIL_DIRECT_MODES:
+                im = im.convert("RGB")  # CMYK, palette, alpha, YCbCr, ...
+            array = np.asarray(im)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DatasetError(f"{path}: cannot decode image: {err}") from None
+    if array.dtype.kind == "f":
+        return _float_to_bgr(array)
+    if array.dtype != np.uint8:
+        array = (array.astype(np.float64) / max(np.iinfo(array.dtype).max, 1) * 255).astype(np.uint8)
+    return to_three_channels(array)[..., ::-1].copy() if array.ndim == 3 else to_three_channels(array)
+
+
+def to_three_channels(image: np.ndarray) -> np.ndarray:
+    """``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` -> ``(H, W, 3)`` (alpha dropped)."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image[..., :3])

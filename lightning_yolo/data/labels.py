@@ -1,0 +1,174 @@
+"""Label files: parse and validate YOLO-format label text, and write it back.
+
+A label file holds one object per line, ``class x_centre y_centre width height``, coordinates normalised to
+[0, 1] by the image width and height. A line of ``class x1 y1 x2 y2 x3 y3 ...`` (a polygon, as in YOLOv5
+segmentation labels) is accepted and turned into its bounding box. UTF-8 with or without a byte-order mark, LF or
+CRLF line ends; blank lines are ignored. A missing or empty file means a background image (no objects).
+
+An image whose label file has any bad line is skipped; :class:`LabelError` lists every bad line as
+``file:line: reason``. The rules:
+
+- 5 values per box line, or an odd number >= 7 for a polygon line; every value a finite number;
+- class id an integer in ``[0, nc)``;
+- coordinates in ``[0, 1]``; values within :data:`COORD_TOLERANCE` outside are clipped, further out is an error;
+- width and height > 0; a box reaching past the image border is clipped to it;
+- exact duplicate lines are dropped and counted (a warning, not an error).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from lightning_yolo.data.config import DatasetError
+
+COORD_TOLERANCE = 1e-3
+"""How far outside [0, 1] a normalised coordinate may be and still be clipped into range instead of rejected."""
+
+_MAX_PROBLEMS = 10  # bad lines quoted per file
+
+
+class LabelError(DatasetError):
+    """A label file cannot be used; ``problems`` holds one ``file:line: reason`` string per bad line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        shown = problems[:_MAX_PROBLEMS]
+        more = [f"... and {len(problems) - _MAX_PROBLEMS} more bad lines"] if len(problems) > _MAX_PROBLEMS else []
+        super().__init__("\n".join(shown + more))
+        self.problems = problems
+
+
+class ParsedLabels(NamedTuple):
+    """A parsed label file.
+
+    Attributes:
+        labels: ``(n, 5)`` float32 ``[class, x_centre, y_centre, width, height]``, normalised.
+        warnings: Non-fatal findings, each naming the file.
+        duplicates: Number of duplicate lines dropped.
+    """
+
+    labels: np.ndarray
+    warnings: list[str]
+    duplicates: int
+
+
+def empty_labels() -> np.ndarray:
+    """A ``(0, 5)`` float32 label array (a background image)."""
+    return np.zeros((0, 5), dtype=np.float32)
+
+
+def parse_label_file(path: str | Path, nc: int) -> ParsedLabels:
+    """Read and validate one label file; a missing file is a background image.
+
+    Raises:
+        LabelError: any line is malformed, or the file is unreadable or not UTF-8 text.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        return ParsedLabels(empty_labels(), [], 0)
+    except UnicodeDecodeError as err:
+        raise LabelError([f"{path}: not UTF-8 text ({err.reason} at byte {err.start})"]) from None
+    except OSError as err:
+        raise LabelError([f"{path}: cannot read: {err.strerror or err}"]) from None
+    return parse_label_text(text, nc, str(path))
+
+
+def parse_label_text(text: str, nc: int, source: str = "<labels>") -> ParsedLabels:
+    """Parse label text (see the module docstring for the rules); ``source`` names the file in messages.
+
+    Raises:
+        LabelError: any line is malformed.
+    """
+    rows, problems = [], []
+    for number, line in enumerate(text.lstrip("\ufeff").splitlines(), 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        row, problem = parse_row(tokens, nc)
+        if problem:
+            problems.append(f"{source}:{number}: {problem}")
+        else:
+            rows.append(row)
+    if problems:
+        raise LabelError(problems)
+    if not rows:
+        return ParsedLabels(empty_labels(), [], 0)
+    labels = np.array(rows, dtype=np.float32)  # (n, 5)
+    _, first = np.unique(labels, axis=0, return_index=True)
+    duplicates = len(labels) - len(first)
+    if not duplicates:
+        return ParsedLabels(labels, [], 0)
+    warning = f"{source}: {duplicates} duplicate label line{'s' if duplicates > 1 else ''} removed"
+    return ParsedLabels(labels[np.sort(first)], [warning], duplicates)
+
+
+def parse_row(tokens: list[str], nc: int) -> tuple[list[float], str]:
+    """Validate one split line; returns ``([cls, x, y, w, h], "")`` or ``([], reason)``."""
+    n = len(tokens)
+    if n != 5 and (n < 7 or n % 2 == 0):
+        return [], f"expected 5 values 'class x y w h' (or a polygon 'class x1 y1 x2 y2 x3 y3 ...'), got {n}"
+    values = []
+    for token in tokens:
+        try:
+            values.append(float(token))
+        except ValueError:
+            return [], f"not a number: {token[:40]!r}"
+    if not all(math.isfinite(v) for v in values):
+        return [], "NaN or infinite value"
+    problem = _check_class(values[0], nc) or _check_coordinates(values[1:])
+    if problem:
+        return [], problem
+    coords = [min(max(v, 0.0), 1.0) for v in values[1:]]
+    box = _polygon_to_xywh(coords) if n > 5 else _clip_xywh(coords)
+    if box[2] <= 0 or box[3] <= 0:
+        return [], "zero width or height"
+    return [values[0], *box], ""
+
+
+def _check_class(value: float, nc: int) -> str:
+    if value < 0:
+        return f"negative class id {value:g}"
+    if not value.is_integer():
+        return f"class id {value:g} is not an integer"
+    if value >= nc:
+        return f"class id {int(value)} >= nc ({nc}); valid ids are 0..{nc - 1}"
+    return ""
+
+
+def _check_coordinates(coords: list[float]) -> str:
+    low, high = min(coords), max(coords)
+    if low < -COORD_TOLERANCE:
+        return f"negative coordinate {low:g}"
+    if high > 1 + COORD_TOLERANCE:
+        return f"coordinate {high:g} > 1: coordinates must be normalised to [0, 1]"
+    return ""
+
+
+def _clip_xywh(box: list[float]) -> list[float]:
+    """Clip a normalised centre box to the image; boxes already inside are returned unchanged (bit-exact)."""
+    x, y, w, h = box
+    x1, y1, x2, y2 = x - w / 2, y - h / 2, x + w / 2, y + h / 2
+    if x1 >= 0 and y1 >= 0 and x2 <= 1 and y2 <= 1:
+        return box
+    x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, 1.0), min(y2, 1.0)
+    return [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
+
+
+def _polygon_to_xywh(coords: list[float]) -> list[float]:
+    xs, ys = coords[0::2], coords[1::2]
+    x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
+    return [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
+
+
+def format_labels(labels: np.ndarray) -> str:
+    """Label-file text for ``(n, 5)`` labels; float32 values round-trip exactly through :func:`parse_label_text`."""
+    lines = []
+    for row in np.asarray(labels, dtype=np.float32).reshape(-1, 5):
+        # str() of a float32 is its shortest text that reads back as the same float32
+        lines.append(" ".join([str(int(row[0]))] + [str(v) for v in row[1:]]) + "\n")
+    return "".join(lines)
