@@ -341,6 +341,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raw = self._archive.read(record)
         except KeyError:
             raise ArchiveError(f"missing tensor data record '{record}'") from None
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:  # a bad CRC or a short read
+            raise ArchiveError(f"corrupt tensor data record '{record}': {exc}") from exc
         itemsize = torch.empty((), dtype=dtype).element_size()
         if len(raw) != numel * itemsize:
             raise ArchiveError(f"tensor data record '{record}' has {len(raw)} bytes, expected {numel * itemsize}")

@@ -1,0 +1,62 @@
+"""The ``convert`` command: official YOLOv5 .pt in, lightning_yolo weights file out."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_yolo.convert import main
+from lightning_yolo.models.weights import FORMAT, load_weights
+
+
+@pytest.fixture(scope="module")
+def yolov5n_path(shared: Path) -> Path:
+    return shared / "weights" / "yolov5n.pt"
+
+
+def test_convert_writes_a_weights_only_file_and_prints_a_summary(
+    yolov5n_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "yolov5n_lightning.pt"
+    assert main(["--weights", str(yolov5n_path), "--output", str(output)]) == 0
+    out = capsys.readouterr().out
+    assert "1,872,157" in out and "80 names" in out and "[8, 16, 32]" in out
+    raw = torch.load(output, map_location="cpu", weights_only=True)
+    assert raw["format"] == FORMAT and len(raw["names"]) == 80 and raw["stride"] == [8.0, 16.0, 32.0]
+    assert raw["state_dict"]["model.0.conv.weight"].dtype == torch.float32
+
+
+def test_converted_file_matches_the_official_one(yolov5n_path: Path, tmp_path: Path) -> None:
+    output = tmp_path / "out.pt"
+    assert main(["--weights", str(yolov5n_path), "--output", str(output)]) == 0
+    official, converted = load_weights(yolov5n_path), load_weights(output)
+    assert converted.yaml == official.yaml and converted.names == official.names
+    assert converted.state_dict.keys() == official.state_dict.keys()
+    assert all(torch.equal(converted.state_dict[k], v) for k, v in official.state_dict.items())
+
+
+def test_output_defaults_to_the_input_name_with_a_suffix(yolov5n_path: Path, tmp_path: Path) -> None:
+    weights = tmp_path / "yolov5n.pt"
+    weights.write_bytes(yolov5n_path.read_bytes())
+    assert main(["--weights", str(weights)]) == 0
+    assert (tmp_path / "yolov5n_lightning.pt").is_file()
+
+
+def test_bad_input_fails_with_a_message_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a checkpoint")
+    output = tmp_path / "out.pt"
+    assert main(["--weights", str(bad), "--output", str(output)]) == 1
+    assert re.search(rf"error: cannot load {re.escape(str(bad))}", capsys.readouterr().err)
+    assert not output.exists()
+
+
+def test_refuses_to_overwrite_its_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"x")
+    assert main(["--weights", str(weights), "--output", str(weights)]) == 1
+    assert "overwrite the input" in capsys.readouterr().err
+    assert weights.read_bytes() == b"x"
