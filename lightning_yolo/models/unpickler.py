@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import collections
 import io
+import pathlib
 import pickle
 import re
 import sys
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -61,7 +61,17 @@ class RefusedGlobalError(ArchiveError):
 # --------------------------------------------------------------------------------------------------------------
 
 
-class StandIn:
+class _SealedType(type):
+    """Metaclass of the stand-ins: a pickle cannot set attributes (say ``__call__``) on a stand-in class."""
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        raise ArchiveError(f"cannot set attribute {name!r} on stand-in class {cls.__name__}")
+
+    def __delattr__(cls, name: str) -> None:
+        raise ArchiveError(f"cannot delete attribute {name!r} of stand-in class {cls.__name__}")
+
+
+class StandIn(metaclass=_SealedType):
     """Inert record of a pickled object whose real class is never imported.
 
     Creating one (via ``NEWOBJ``, ``REDUCE`` or ``INST``) only stores the arguments; ``BUILD`` only stores the
@@ -100,12 +110,41 @@ def _standin_class(global_name: str) -> type[StandIn]:
     return type(short, (StandIn,), {"__slots__": (), "global_name": global_name})
 
 
-@dataclass(frozen=True)
-class StorageType:
+class _Sealed:
+    """Base of the allow-list's own objects: ``BUILD`` cannot change them and they have no ``__dict__``."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        raise ArchiveError(f"cannot set state on {self!r}")
+
+
+class StorageType(_Sealed):
     """Marker for a pickled storage class such as ``torch.HalfStorage``; only valid inside a persistent id."""
 
-    name: str
-    dtype: torch.dtype
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name: str, dtype: torch.dtype) -> None:
+        self.name = name
+        self.dtype = dtype
+
+    def __repr__(self) -> str:
+        return f"<storage type torch.{self.name}>"
+
+
+class _Rebuilder(_Sealed):
+    """One of the functions below, as the pickle sees it: callable, but with no attributes it could rewrite."""
+
+    __slots__ = ("func",)
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+
+    def __call__(self, *args: Any) -> Any:
+        return self.func(*args)
+
+    def __repr__(self) -> str:
+        return f"<rebuild function {self.func.__name__}>"
 
 
 class TensorRef:
@@ -161,7 +200,8 @@ def _rebuild_parameter(data: Any, requires_grad: Any, backward_hooks: Any, *_sta
 
 def _rebuild_from_type(func: Any, new_type: Any, args: Any, state: Any) -> TensorRef:
     """Tensors carrying Python attributes (``torch._tensor._rebuild_from_type_v2``); only our rebuilders run."""
-    if func not in (_rebuild_tensor, _rebuild_parameter) or not isinstance(args, tuple):
+    allowed = isinstance(func, _Rebuilder) and (func.func is _rebuild_tensor or func.func is _rebuild_parameter)
+    if not allowed or not isinstance(args, tuple):
         raise ArchiveError(f"tensor rebuild through a function that is not allowed: {func!r}")
     return func(*args)
 
@@ -178,11 +218,18 @@ def _rebuild_device(kind: Any, index: Any = None) -> str:
     return kind if index is None else f"{kind}:{index}"
 
 
-def _rebuild_path(*parts: Any) -> str:
-    """``pathlib`` paths become strings."""
+def _rebuild_posix_path(*parts: Any) -> str:
+    """``pathlib`` POSIX paths become strings (pure path arithmetic, no file-system access)."""
     if not all(isinstance(p, str) for p in parts):
         raise ArchiveError(f"bad path parts: {parts!r}")
-    return "/".join(parts) if parts else "."
+    return str(pathlib.PurePosixPath(*parts))
+
+
+def _rebuild_windows_path(*parts: Any) -> str:
+    """``pathlib`` Windows paths become strings."""
+    if not all(isinstance(p, str) for p in parts):
+        raise ArchiveError(f"bad path parts: {parts!r}")
+    return str(pathlib.PureWindowsPath(*parts))
 
 
 def _rebuild_numpy_scalar(dtype: Any, data: Any = None) -> Any:
@@ -197,6 +244,13 @@ def _rebuild_numpy_scalar(dtype: Any, data: Any = None) -> Any:
     if len(data) != np_dtype.itemsize:
         raise ArchiveError("numpy scalar of the wrong size")
     return np.frombuffer(data, dtype=np_dtype)[0].item()
+
+
+def _encode_bytes(text: Any, encoding: Any = "latin1") -> bytes:
+    """``_codecs.encode``: protocol-2 pickles store ``bytes`` as latin-1 text (numpy scalars do)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise ArchiveError(f"bad bytes encoding {encoding!r}")
+    return text.encode("latin1")
 
 
 def _reconstructor(cls: Any, base: Any, state: Any = None) -> StandIn:
@@ -252,14 +306,15 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "torch._tensor._rebuild_from_type_v2": _rebuild_from_type,
     "torch.Size": _rebuild_size,
     "torch.device": _rebuild_device,
-    "pathlib.Path": _rebuild_path,
-    "pathlib.PosixPath": _rebuild_path,
-    "pathlib.WindowsPath": _rebuild_path,
-    "pathlib.PurePosixPath": _rebuild_path,
-    "pathlib.PureWindowsPath": _rebuild_path,
+    "pathlib.Path": _rebuild_posix_path,
+    "pathlib.PosixPath": _rebuild_posix_path,
+    "pathlib.PurePosixPath": _rebuild_posix_path,
+    "pathlib.WindowsPath": _rebuild_windows_path,
+    "pathlib.PureWindowsPath": _rebuild_windows_path,
     "numpy.core.multiarray.scalar": _rebuild_numpy_scalar,
     "numpy._core.multiarray.scalar": _rebuild_numpy_scalar,
     "copyreg._reconstructor": _reconstructor,
+    "_codecs.encode": _encode_bytes,
 }
 
 # Containers with no behaviour beyond holding the values the pickle gives them.
@@ -267,10 +322,6 @@ _BUILTINS: dict[str, Any] = {
     "builtins.set": set,
     "builtins.frozenset": frozenset,
     "collections.OrderedDict": collections.OrderedDict,
-    "torch.float16": torch.float16,
-    "torch.float32": torch.float32,
-    "torch.float64": torch.float64,
-    "torch.int64": torch.int64,
 }
 
 # Python 2 module names that protocol-2 pickles use.
@@ -279,7 +330,7 @@ _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 
 def _build_allow_list() -> dict[str, Any]:
     allowed: dict[str, Any] = dict(_BUILTINS)
-    allowed.update(_FUNCTIONS)
+    allowed.update({name: _Rebuilder(func) for name, func in _FUNCTIONS.items()})
     for module, names in _YOLOV5_CLASSES.items():
         for name in names.split():
             allowed[f"{module}.{name}"] = _standin_class(f"{module}.{name}")

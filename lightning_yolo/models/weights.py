@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from lightning_yolo.models.unpickler import ArchiveError, StandIn, TensorRef, find_data_pickle, restricted_load
+from lightning_yolo.models.unpickler import (
+    ArchiveError,
+    RefusedGlobalError,
+    StandIn,
+    TensorRef,
+    find_data_pickle,
+    restricted_load,
+)
 
 if TYPE_CHECKING:
     from lightning_yolo.models.yolo import DetectionModel
@@ -111,7 +118,7 @@ def _restricted_read(path: Path) -> Any:
         try:
             return restricted_load(archive)
         except ArchiveError as exc:
-            verb = "refusing to load" if "is not allowed" in str(exc) else "cannot load"
+            verb = "refusing to load" if isinstance(exc, RefusedGlobalError) else "cannot load"
             raise WeightsError(f"{verb} {path}: {exc}") from exc
         except (zipfile.BadZipFile, OSError, EOFError) as exc:  # e.g. a bad CRC in a tensor record
             raise WeightsError(f"cannot load {path}: corrupt archive ({exc})") from exc

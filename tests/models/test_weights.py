@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
@@ -9,14 +10,14 @@ import struct
 import sys
 import types
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from lightning_yolo.models.unpickler import RefusedGlobalError, StandIn, TensorRef, restricted_load
+from lightning_yolo.models.unpickler import ArchiveError, RefusedGlobalError, StandIn, TensorRef, restricted_load
 from lightning_yolo.models.weights import (
     FORMAT,
     OfficialCheckpoint,
@@ -436,3 +437,34 @@ def test_ema_is_preferred_when_present(tmp_path: Path, with_ema: bool) -> None:
         "model.0.conv.weight",
         *(f"model.0.bn.{n}" for n in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")),
     ]
+
+
+def test_build_cannot_modify_the_allowed_functions(tmp_path: Path) -> None:
+    state = EMPTY_DICT + _str("marker") + _int(1) + SETITEM
+    path = _write_archive(tmp_path / "x.pt", PROTO + _global("torch._utils", "_rebuild_tensor_v2") + state + BUILD)
+    with pytest.raises(WeightsError, match="cannot set state"):
+        load_official(path)
+
+
+def test_stand_in_classes_cannot_be_given_attributes(tmp_path: Path) -> None:
+    call = _global("torch._utils", "_rebuild_parameter")
+    slots = EMPTY_DICT + _str("__call__") + call + SETITEM
+    state = _tuple(b"N", slots)  # (None, slotstate): BUILD on the class itself
+    path = _write_archive(tmp_path / "x.pt", PROTO + _global("models.common", "Conv") + state + BUILD)
+    with pytest.raises(WeightsError):
+        load_official(path)
+    conv = _read(_write_archive(tmp_path / "y.pt", PROTO + _global("models.common", "Conv")))
+    with pytest.raises(ArchiveError, match="cannot set attribute"):
+        conv.__call__ = print
+    assert "__call__" not in vars(conv) and not callable(conv())
+
+
+def test_options_with_namespaces_paths_and_numpy_scalars_become_plain_meta(tmp_path: Path) -> None:
+    path = tmp_path / "fake.pt"
+    opt = argparse.Namespace(lr=np.float64(0.01), batch=np.int64(16), save_dir=PurePosixPath("/runs/train/exp"))
+    with pytest.MonkeyPatch.context() as patch:
+        model_cls, _ = _fake_yolov5_modules(patch)
+        torch.save({"model": model_cls(1.0), "opt": opt, "git": {"commit": "abc"}}, path)
+    meta = load_official(path).meta
+    assert meta["opt"] == {"lr": 0.01, "batch": 16, "save_dir": "/runs/train/exp"}
+    assert meta["git"] == {"commit": "abc"}
