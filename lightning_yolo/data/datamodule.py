@@ -1,0 +1,354 @@
+"""``YOLODataModule``: a YOLOv5 dataset yaml (or the built-in synthetic dataset) as Lightning data loaders.
+
+Lifecycle: ``__init__`` validates the settings and the dataset yaml (cheap; raises before any model is built) and
+exposes ``names``, ``nc`` and ``data_yaml``; ``prepare_data`` scans every split once per machine (the cache is
+written then); ``setup`` builds the datasets on every process from the cache.
+
+Loaders:
+
+- train: shuffled; an :class:`~lightning_yolo.data.samplers.EpochSampler` (a ``DistributedSampler`` over
+  ``trainer.world_size`` / ``trainer.global_rank``) sends ``(index, epoch)`` keys, the epoch read from
+  ``trainer.current_epoch`` when each epoch's iteration starts. ``close_mosaic`` therefore works with persistent
+  workers: the dataset compares the key's epoch with ``max_epochs - close_mosaic`` (set when the loader is built)
+  and turns mosaic (and with it mixup) off for the last epochs.
+- val / test: rect batches (sorted by aspect ratio, pad 0.5, twice the training batch size), each batch given
+  whole to rank ``k % world_size``: every image is validated exactly once over all ranks, none is repeated, and
+  ranks may run different numbers of batches (so sync metrics at epoch end, never per step).
+
+Every sampler is a ``DistributedSampler`` sharded explicitly, so these loaders are correct whether or not the
+Trainer's ``use_distributed_sampler`` is on: Lightning leaves ``DistributedSampler`` loaders alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pytorch_lightning import LightningDataModule
+from torch.utils.data import DataLoader
+
+from lightning_yolo.data.config import DatasetConfig, DatasetError, list_images, load_dataset_config
+from lightning_yolo.data.dataset import AugmentSettings, BatchView, YOLODataset, collate
+from lightning_yolo.data.samplers import EpochSampler, RectBatchSampler, rect_batches
+from lightning_yolo.data.scan import ScanResult, scan_split
+from lightning_yolo.data.synthetic import DATASET_NAME, ensure_synthetic_dataset
+
+log = logging.getLogger(__name__)
+
+VAL_PAD = 0.5  # rect validation padding, in strides
+
+
+class YOLODataModule(LightningDataModule):
+    """Training, validation and test data of a YOLOv5-format dataset.
+
+    Args:
+        data: Dataset yaml path (YOLOv5 format), or ``synthetic`` for the built-in generated dataset.
+        imgsz: Image size in pixels (long side); rounded up to a multiple of ``stride``.
+        batch_size: Training batch size per device (validation uses twice this).
+        workers: Data loader worker processes per device (capped at the CPU count; 0 loads in the main process).
+        cache: Cache images: ``ram`` (resized images in memory, when they fit), ``disk`` (.npy files in the
+            cache folder) or null (read image files each time).
+        rect: Rectangular training batches (images sorted by aspect ratio, no mosaic).
+        single_cls: Train as a single-class detector (every class becomes 0).
+        hsv_h: HSV hue augmentation (fraction).
+        hsv_s: HSV saturation augmentation (fraction).
+        hsv_v: HSV value augmentation (fraction).
+        degrees: Rotation (+/- degrees).
+        translate: Translation (+/- fraction).
+        scale: Scale (+/- gain).
+        shear: Shear (+/- degrees).
+        perspective: Perspective (+/- fraction), range 0-0.001.
+        flipud: Up-down flip probability.
+        fliplr: Left-right flip probability.
+        mosaic: Mosaic probability.
+        mixup: MixUp probability.
+        copy_paste: Segment copy-paste probability; accepted for YOLOv5 hyp files, no effect with box labels.
+        albumentations: Apply YOLOv5's albumentations extras (Blur, MedianBlur, ToGray, CLAHE, p=0.01 each).
+        albumentations_extra: More albumentations transforms, e.g. ``[{name: RandomFog, p: 0.1}]``.
+        close_mosaic: Turn mosaic off for the last N training epochs (0: never).
+        seed: Seed of the shuffling and the augmentations.
+        stride: The model's largest stride (image sizes and rect shapes are multiples of it).
+        cache_dir: Cache folder for label scans, disk image caches and the synthetic dataset
+            (default ``$LIGHTNING_YOLO_CACHE`` or ``~/.cache/lightning_yolo``).
+    """
+
+    def __init__(
+        self,
+        data: str = DATASET_NAME,
+        imgsz: int = 640,
+        batch_size: int = 16,
+        workers: int = 8,
+        cache: Literal["ram", "disk"] | None = None,
+        rect: bool = False,
+        single_cls: bool = False,
+        hsv_h: float = 0.015,
+        hsv_s: float = 0.7,
+        hsv_v: float = 0.4,
+        degrees: float = 0.0,
+        translate: float = 0.1,
+        scale: float = 0.5,
+        shear: float = 0.0,
+        perspective: float = 0.0,
+        flipud: float = 0.0,
+        fliplr: float = 0.5,
+        mosaic: float = 1.0,
+        mixup: float = 0.0,
+        copy_paste: float = 0.0,
+        albumentations: bool = True,
+        albumentations_extra: list[dict[str, Any]] | None = None,
+        close_mosaic: int = 0,
+        seed: int = 0,
+        stride: int = 32,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.hyp = AugmentSettings(
+            hsv_h=hsv_h,
+            hsv_s=hsv_s,
+            hsv_v=hsv_v,
+            degrees=degrees,
+            translate=translate,
+            scale=scale,
+            shear=shear,
+            perspective=perspective,
+            flipud=flipud,
+            fliplr=fliplr,
+            mosaic=mosaic,
+            mixup=mixup,
+            copy_paste=copy_paste,
+        )
+        check_settings(imgsz, batch_size, workers, cache, close_mosaic, stride, seed, self.hyp)
+        self.imgsz = round_to_stride(imgsz, stride)
+        self.batch_size, self.stride, self.cache, self.cache_dir = batch_size, stride, cache, cache_dir
+        self.workers = min(workers, os.cpu_count() or 1)
+        self.rect, self.single_cls, self.close_mosaic, self.seed = rect, single_cls, close_mosaic, seed
+        self.use_albumentations, self.albumentations_extra = albumentations, list(albumentations_extra or [])
+        self.data_yaml = resolve_data(data, cache_dir)
+        self.config: DatasetConfig = load_dataset_config(self.data_yaml)
+        self.names: list[str] = ["item"] if single_cls and self.config.nc != 1 else list(self.config.names)
+        self.nc: int = len(self.names)
+        self.scans: dict[str, ScanResult] = {}
+        self.datasets: dict[str, YOLODataset] = {}
+
+    # ------------------------------------------------------------------------------------------------ stages
+    def prepare_data(self) -> None:
+        """Scan every split once per machine (fills the label cache; logs every problem and a summary)."""
+        for split in self.config.splits:
+            self.scans[split] = self.scan(split, verbose=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets the stage needs (``fit``: train + val, ``validate``: val, ``test``: test or val)."""
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": (self.test_split,)}.get(stage or "fit", ())
+        for split in wanted:
+            if split not in self.datasets:
+                self.datasets[split] = self.build_dataset(split)
+
+    @property
+    def test_split(self) -> str:
+        """The split ``test_dataloader`` uses: ``test`` when the yaml has one, else ``val``."""
+        return "test" if "test" in self.config.splits else "val"
+
+    def scan(self, split: str, verbose: bool | None = None) -> ScanResult:
+        """Scan one split (or read it from the cache); the result is kept for :meth:`build_dataset`."""
+        if split in self.scans:
+            return self.scans[split]
+        files = list_images(self.config.splits[split], self.config.root, what=f"{self.config.yaml_path} '{split}'")
+        quiet = not self._is_global_zero()
+        result = scan_split(
+            files,
+            self.config.names,
+            split=split,
+            sources=self.config.splits[split],
+            workers=self.workers,
+            cache_dir=self.cache_dir,
+            progress=not quiet,
+            verbose=not quiet if verbose is None else verbose,
+        )
+        self.scans[split] = result
+        return result
+
+    def build_dataset(self, split: str) -> YOLODataset:
+        """The dataset of one split: augmented for ``train``, rect-batched (pad 0.5) otherwise."""
+        train = split == "train"
+        dataset = YOLODataset(
+            self.scan(split),
+            imgsz=self.imgsz,
+            augment=train,
+            hyp=self.hyp,
+            stride=self.stride,
+            cache=self.cache,
+            single_cls=self.single_cls,
+            albumentations=self.use_albumentations,
+            albumentations_extra=self.albumentations_extra,
+            seed=self.seed,
+            cache_dir=self.cache_dir,
+            workers=self.workers,
+            ram_copies=self._devices_per_node(),
+        )
+        if not train or self.rect:
+            pad = 0.0 if train else VAL_PAD
+            batches, shapes = rect_batches(dataset.shapes_hw, self._batch_size(split), self.imgsz, self.stride, pad)
+            dataset.set_rect_shapes(batches, shapes)
+        return dataset
+
+    # ------------------------------------------------------------------------------------------------ loaders
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches; see the module docstring for sharding, epochs and ``close_mosaic``."""
+        dataset = self._dataset("train")
+        dataset.close_mosaic_epoch = self._close_mosaic_epoch()
+        world, rank = self._world()
+        if dataset.rect:
+            batches, _ = rect_batches(dataset.shapes_hw, self.batch_size, self.imgsz, self.stride, pad=0.0)
+            sampler = RectBatchSampler(
+                batches, world, rank, shuffle=True, seed=self.seed, even=True, epoch_fn=self._epoch, with_epoch=True
+            )
+            return self._loader(BatchView(dataset), None, sampler)
+        sampler = EpochSampler(dataset, world, rank, shuffle=True, seed=self.seed, epoch_fn=self._epoch)
+        return self._loader(dataset, self.batch_size, sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        """Rect validation batches, each image exactly once over all ranks."""
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        """Rect batches of the ``test`` split (``val`` when the yaml has no test split)."""
+        return self._eval_loader(self.test_split)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        dataset = self._dataset(split)
+        batches, _ = rect_batches(dataset.shapes_hw, self._batch_size(split), self.imgsz, self.stride, VAL_PAD)
+        world, rank = self._world()
+        return self._loader(BatchView(dataset), None, RectBatchSampler(batches, world, rank, shuffle=False))
+
+    def _loader(self, dataset: Any, batch_size: int | None, sampler: Any) -> DataLoader:
+        workers = self.workers
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            collate_fn=collate,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+            worker_init_fn=seed_worker,
+            prefetch_factor=None if workers == 0 else 4,
+        )
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def _dataset(self, split: str) -> YOLODataset:
+        if split not in self.datasets:
+            self.datasets[split] = self.build_dataset(split)
+        return self.datasets[split]
+
+    def _batch_size(self, split: str) -> int:
+        return self.batch_size if split == "train" else 2 * self.batch_size
+
+    def _attached(self) -> Any:
+        """The Trainer when this data module is attached to one, else None."""
+        return getattr(self, "trainer", None)
+
+    def _world(self) -> tuple[int, int]:
+        trainer = self._attached()
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def _is_global_zero(self) -> bool:
+        trainer = self._attached()
+        return trainer is None or trainer.is_global_zero
+
+    def _devices_per_node(self) -> int:
+        trainer = self._attached()
+        return max(int(getattr(trainer, "num_devices", 1) or 1), 1) if trainer is not None else 1
+
+    def _epoch(self) -> int:
+        """The epoch about to be iterated (``trainer.current_epoch`` when iteration starts)."""
+        trainer = self._attached()
+        return int(trainer.current_epoch) if trainer is not None else self._dataset("train").epoch
+
+    def _close_mosaic_epoch(self) -> int | None:
+        """First epoch without mosaic, from ``trainer.max_epochs``; None when mosaic stays on."""
+        if not self.close_mosaic:
+            return None
+        trainer = self._attached()
+        max_epochs = getattr(trainer, "max_epochs", None) if trainer is not None else None
+        if max_epochs is None or max_epochs < 0:
+            log.warning("close_mosaic=%d ignored: the Trainer has no max_epochs", self.close_mosaic)
+            return None
+        return max(max_epochs - self.close_mosaic, 0)
+
+    def set_epoch(self, epoch: int, max_epochs: int | None = None) -> None:
+        """For use without a Trainer: the epoch of integer-key samples and, with ``max_epochs``, ``close_mosaic``."""
+        dataset = self._dataset("train")
+        dataset.set_epoch(epoch)
+        if max_epochs is not None and self.close_mosaic:
+            dataset.close_mosaic_epoch = max(max_epochs - self.close_mosaic, 0)
+
+
+def resolve_data(data: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """The dataset yaml path: ``synthetic`` generates the built-in dataset (first use only) and returns its yaml."""
+    if str(data) == DATASET_NAME:
+        return ensure_synthetic_dataset(cache_dir)
+    path = Path(data).expanduser()
+    if not path.is_file():
+        raise DatasetError(f"{path}: dataset yaml not found (use 'synthetic' for the built-in dataset)")
+    return path
+
+
+def round_to_stride(imgsz: int, stride: int) -> int:
+    """``imgsz`` rounded up to a multiple of ``stride`` (at least one stride), with a warning when changed."""
+    rounded = max(math.ceil(imgsz / stride) * stride, stride)
+    if rounded != imgsz:
+        log.warning("imgsz=%d is not a multiple of the max stride %d: using %d", imgsz, stride, rounded)
+    return rounded
+
+
+def check_settings(
+    imgsz: int,
+    batch_size: int,
+    workers: int,
+    cache: Any,
+    close_mosaic: int,
+    stride: int,
+    seed: int,
+    hyp: AugmentSettings,
+) -> None:
+    """Raise ``ValueError`` naming the first invalid setting."""
+    checks = [
+        ("imgsz", imgsz, imgsz >= 1, ">= 1"),
+        ("batch_size", batch_size, batch_size >= 1, ">= 1"),
+        ("workers", workers, workers >= 0, ">= 0"),
+        ("cache", cache, cache in (None, "ram", "disk"), "null, 'ram' or 'disk'"),
+        ("close_mosaic", close_mosaic, close_mosaic >= 0, ">= 0"),
+        ("stride", stride, stride >= 1, ">= 1"),
+        ("seed", seed, seed >= 0, ">= 0"),
+    ]
+    for name in ("flipud", "fliplr", "mosaic", "mixup", "copy_paste"):
+        value = getattr(hyp, name)
+        checks.append((name, value, 0.0 <= value <= 1.0, "a probability in [0, 1]"))
+    for name in ("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective"):
+        value = getattr(hyp, name)
+        checks.append((name, value, value >= 0 and math.isfinite(value), ">= 0"))
+    for name, value, ok, expected in checks:
+        if not ok:
+            raise ValueError(f"data.{name} must be {expected}, got {value!r}")
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed Python's and NumPy's global generators in each loader worker from its torch seed.
+
+    Augmentations draw from their own per-sample generators (see :mod:`lightning_yolo.data.dataset`); this covers
+    third-party code using the global generators. OpenCV threads are turned off inside workers, which are
+    already parallel.
+    """
+    import cv2
+
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+    cv2.setNumThreads(0)
