@@ -135,7 +135,8 @@ class YOLOLoss(nn.Module):
             ``(total * bs)`` of shape ``(1,)`` to back-propagate, and the detached ``(3,)`` items
             ``[box, obj, cls]`` (gains applied, not multiplied by the batch size) for logging.
         """
-        device = targets.device
+        device = preds[0].device
+        targets = targets.to(device)
         lbox, lobj, lcls = (torch.zeros(1, device=device) for _ in range(3))
         tcls, tbox, indices, anchors = self.build_targets(preds, targets)
         for i, pi in enumerate(preds):

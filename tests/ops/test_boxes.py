@@ -72,6 +72,13 @@ def test_scale_boxes_inverts_a_centred_letterbox():
     torch.testing.assert_close(explicit, original)
 
 
+def test_scale_boxes_numpy_in_place():
+    boxes = np.array([[0.0, 80.0, 160.0, 240.0]])
+    out = scale_boxes((320, 320), boxes, (100, 200), ratio_pad=((1.6, 1.6), (0.0, 80.0)))
+    assert out is boxes
+    np.testing.assert_allclose(boxes, [[0.0, 0.0, 100.0, 100.0]])
+
+
 def test_scale_boxes_clips_to_original():
     out = scale_boxes((64, 64), torch.tensor([[-8.0, 0.0, 80.0, 64.0]]), (32, 32))
     torch.testing.assert_close(out, torch.tensor([[0.0, 0.0, 32.0, 32.0]]))
