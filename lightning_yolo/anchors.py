@@ -11,6 +11,7 @@ assign that label to that anchor (thr is the `anchor_t` hyperparameter, 4.0 by d
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,7 +49,14 @@ def _to_tensor(x: ArrayLike) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float32))
 
 
-def _ratio_metric(anchors: torch.Tensor, wh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _to_numpy(x: ArrayLike) -> np.ndarray:
+    """Float32 numpy copy of an array, tensor (any device) or nested sequence."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def _ratio_metric(anchors: np.ndarray, wh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ratio metric of every label against every anchor, and its best over anchors.
 
     Args:
@@ -59,8 +67,9 @@ def _ratio_metric(anchors: torch.Tensor, wh: torch.Tensor) -> tuple[torch.Tensor
         x: (m, k) fit of each label to each anchor, in (0, 1]; best: (m,) the best fit of each label.
     """
     r = wh[:, None] / anchors[None]  # (m, k, 2)
-    x = torch.min(r, 1 / r).min(2).values  # (m, k): the worse of width and height decides
-    return x, x.max(1).values
+    with np.errstate(divide="ignore"):  # a zero-sized label gives r = 0, 1 / r = inf: fit 0, as intended
+        x = np.minimum(r, 1 / r).min(2)  # (m, k): the worse of width and height decides
+    return x, x.max(1, initial=0.0)
 
 
 def anchor_fitness(anchors_px: ArrayLike, wh: ArrayLike, thr: float = 4.0) -> tuple[float, float]:
@@ -75,9 +84,12 @@ def anchor_fitness(anchors_px: ArrayLike, wh: ArrayLike, thr: float = 4.0) -> tu
         bpr: fraction of labels that fit at least one anchor (YOLOv5's "Best Possible Recall").
         aat: mean number of anchors each label fits ("anchors/target"). Both are NaN when wh is empty.
     """
-    x, best = _ratio_metric(_to_tensor(anchors_px).reshape(-1, 2), _to_tensor(wh).reshape(-1, 2))
-    aat = (x > 1 / thr).float().sum(1).mean()
-    bpr = (best > 1 / thr).float().mean()
+    wh = _to_numpy(wh).reshape(-1, 2)
+    if len(wh) == 0:
+        return math.nan, math.nan
+    x, best = _ratio_metric(_to_numpy(anchors_px).reshape(-1, 2), wh)
+    aat = (x > 1 / thr).sum(1).mean()
+    bpr = (best > 1 / thr).mean()
     return float(bpr), float(aat)
 
 
@@ -160,13 +172,13 @@ def _initial_anchors(wh: np.ndarray, n: int, img_size: int, rng: np.random.Gener
     return np.sort(rng.random(n * 2)).reshape(n, 2) * img_size
 
 
-def _evolution_fitness(anchors: np.ndarray, wh: torch.Tensor, thr: float) -> float:
+def _evolution_fitness(anchors: np.ndarray, wh: np.ndarray, thr: float) -> float:
     """Mean best ratio over labels, counting labels that fit no anchor as 0."""
-    _, best = _ratio_metric(torch.as_tensor(anchors, dtype=torch.float32), wh)
-    return float((best * (best > 1 / thr).float()).mean())
+    _, best = _ratio_metric(anchors.astype(np.float32), wh)
+    return float((best * (best > 1 / thr)).mean())
 
 
-def _evolve(anchors: np.ndarray, wh: torch.Tensor, thr: float, gen: int, rng: np.random.Generator) -> np.ndarray:
+def _evolve(anchors: np.ndarray, wh: np.ndarray, thr: float, gen: int, rng: np.random.Generator) -> np.ndarray:
     """Genetic evolution: multiplicative mutations of all anchors, kept when the fitness strictly improves."""
     fitness = _evolution_fitness(anchors, wh, thr)
     shape = anchors.shape
@@ -214,13 +226,13 @@ def kmean_anchors(
         (n, 2) float32 anchors in pixels, sorted from smallest to largest area.
     """
     rng = np.random.default_rng(0) if rng is None else rng
-    wh_all = np.asarray(_to_tensor(wh).reshape(-1, 2).numpy(), dtype=np.float32)
+    wh_all = _to_numpy(wh).reshape(-1, 2)
     tiny = int((wh_all < 3.0).any(1).sum())
     if tiny:
         log.warning("AutoAnchor: %d of %d labels are under 3 pixels in size", tiny, len(wh_all))
     fit_wh = wh_all[(wh_all >= _MIN_WH).any(1)]
     anchors = _sort_by_area(_initial_anchors(fit_wh, n, img_size, rng))
-    anchors = _sort_by_area(_evolve(anchors, torch.from_numpy(fit_wh), thr, gen, rng)).astype(np.float32)
+    anchors = _sort_by_area(_evolve(anchors, fit_wh, thr, gen, rng)).astype(np.float32)
     if verbose:
         bpr, aat = anchor_fitness(anchors, wh_all, thr)
         sizes = ", ".join(f"{round(float(w))},{round(float(h))}" for w, h in anchors)
@@ -312,7 +324,7 @@ def check_anchors(
     current = _to_tensor(anchors_grid)
     nl, na = current.shape[:2]
     strides = _to_tensor(stride).reshape(-1)
-    wh = _to_tensor(wh).reshape(-1, 2)
+    wh = _to_numpy(wh).reshape(-1, 2)
     bpr, aat = anchor_fitness(current * strides.view(-1, 1, 1), wh, thr)
     if len(wh) == 0 or bpr > BPR_KEEP:
         return AnchorReport(bpr, aat, None, None)

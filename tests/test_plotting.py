@@ -21,6 +21,7 @@ from lightning_yolo.plots import (
     plot_mc_curve,
     plot_pr_curve,
     plot_results,
+    predictions_to_targets,
 )
 from lightning_yolo.plots.curves import smooth
 from lightning_yolo.plots.results import gaussian_smooth, read_results_csv
@@ -108,6 +109,14 @@ def test_plot_images_accepts_pixel_boxes_and_float_images(tmp_path):
     b = cv2.imread(str(plot_images(batch, pixels, fname=tmp_path / "p.png")))
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(a[5, 5], [90, 90, 90], atol=2)  # floats in [0, 1] are scaled back to 0-255
+
+
+def test_predictions_to_targets_gives_image_index_class_xywh_conf():
+    preds = [torch.tensor([[10.0, 20.0, 30.0, 60.0, 0.9, 2.0]]), torch.zeros(0, 6), np.array([[0, 0, 4, 4, 0.5, 1]])]
+    targets = predictions_to_targets(preds)
+    np.testing.assert_allclose(targets, [[0, 2, 20, 40, 20, 40, 0.9], [2, 1, 2, 2, 4, 4, 0.5]])
+    assert predictions_to_targets([]).shape == (0, 7)
+    assert len(predictions_to_targets([torch.rand(5, 6)], max_det=3)) == 3
 
 
 def test_plot_images_shrinks_large_batches_to_max_size(tmp_path):

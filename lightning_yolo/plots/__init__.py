@@ -8,7 +8,7 @@ Files and sizes as YOLOv5 writes them: `labels.jpg` 1600x1600, `labels_correlogr
 from lightning_yolo.plots._figure import PALETTE, class_color
 from lightning_yolo.plots.confusion import plot_confusion_matrix
 from lightning_yolo.plots.curves import plot_mc_curve, plot_pr_curve
-from lightning_yolo.plots.images import plot_images
+from lightning_yolo.plots.images import plot_images, predictions_to_targets
 from lightning_yolo.plots.labels import plot_labels
 from lightning_yolo.plots.results import RESULT_COLUMNS, plot_results
 
@@ -22,4 +22,5 @@ __all__ = [
     "plot_mc_curve",
     "plot_pr_curve",
     "plot_results",
+    "predictions_to_targets",
 ]

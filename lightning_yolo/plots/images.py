@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import torch
 
-from lightning_yolo.ops.boxes import xywh_to_xyxy
+from lightning_yolo.ops.boxes import xywh_to_xyxy, xyxy_to_xywh
 from lightning_yolo.plots._figure import Names, class_color, class_name
 
 _FILENAME_COLOR = (220, 220, 220)
@@ -94,6 +94,24 @@ def _annotate_tile(mosaic: np.ndarray, tile_targets: np.ndarray, names: Names | 
             continue
         label = f"{class_name(names, cls)} {row[6]:.1f}" if is_pred else class_name(names, cls)
         _draw_label(mosaic, box, label, class_color(cls), lw)
+
+
+def predictions_to_targets(predictions: Sequence[torch.Tensor | np.ndarray], max_det: int = 300) -> np.ndarray:
+    """NMS output of a batch as `plot_images` targets.
+
+    Args:
+        predictions: per image, (n, 6) [x1, y1, x2, y2, conf, cls] in pixels of the batch image.
+        max_det: most detections kept per image (the first ones, i.e. the most confident after NMS).
+
+    Returns:
+        (N, 7) float32 [image index, cls, x, y, w, h, conf], boxes in pixels.
+    """
+    rows = []
+    for i, pred in enumerate(predictions):
+        pred = _to_numpy(pred).astype(np.float32).reshape(-1, 6)[:max_det]
+        index = np.full((len(pred), 1), i, np.float32)
+        rows.append(np.concatenate([index, pred[:, 5:6], xyxy_to_xywh(pred[:, :4]), pred[:, 4:5]], 1))
+    return np.concatenate(rows) if rows else np.zeros((0, 7), np.float32)
 
 
 def plot_images(
