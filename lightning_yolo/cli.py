@@ -1,11 +1,130 @@
-"""Command line: `python -m lightning_yolo ...`."""
+"""Command line: ``python -m lightning_yolo fit | validate | test --config X.yaml`` and ``convert``.
+
+The LightningCLI builds the data module first; its class names and count flow to the model by argument links,
+as do the image and batch sizes that the loss gains and the nominal-batch accumulation depend on. Every run writes
+one folder (``<project>/<name>``, numbered like YOLOv5: ``exp``, ``exp2``, ...) holding ``config.yaml``,
+``results.csv`` and ``weights/{last,best}.ckpt``.
+"""
 
 from __future__ import annotations
 
-import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from lightning_yolo.callbacks.checkpoint import run_checkpoint
+from lightning_yolo.callbacks.results import ResultsCSV
+from lightning_yolo.data.datamodule import YOLODataModule
+from lightning_yolo.module import YOLOModule
+from lightning_yolo.runs import RunError, last_checkpoint, new_run_dir, run_dir_of_checkpoint
+
+log = logging.getLogger("lightning_yolo")
+
+DEFAULT_PROJECT = {"fit": "runs/train", "validate": "runs/val", "test": "runs/test", "predict": "runs/predict"}
+
+
+class CheckpointError(Exception):
+    """A checkpoint given on the command line cannot be used."""
+
+
+def check_checkpoint(path: Path) -> None:
+    """Load ``path`` the safe way once, so that a bad or hostile file fails here with its name, not deep inside."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: checkpoint is empty (0 bytes)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - every failure becomes one message naming the file
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a loadable lightning_yolo checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict); use --model.weights for weights")
+
+
+class YOLOCLI(LightningCLI):
+    """LightningCLI with the data -> model links, YOLOv5-style run folders and safe checkpoint loading."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.nc", "model.nc", apply_on="instantiate")
+        parser.link_arguments("data.names", "model.names", apply_on="instantiate")
+        parser.link_arguments("data.imgsz", "model.imgsz")
+        parser.link_arguments("data.batch_size", "model.batch_size")
+        parser.add_argument("--project", type=str | None, default=None, help="Parent folder of run folders.")
+        parser.add_argument("--name", type=str, default="exp", help="Run folder name (numbered when it exists).")
+        parser.add_argument("--exist_ok", type=bool, default=False, help="Reuse an existing run folder.")
+
+    def before_instantiate_classes(self) -> None:
+        subcommand = self.subcommand
+        if subcommand is None:
+            return
+        config = self.config[subcommand]
+        project = config.get("project") or DEFAULT_PROJECT.get(subcommand, "runs/other")
+        run_dir = self._resolve_run(config, Path(project), subcommand)
+        config.trainer.default_root_dir = str(run_dir)
+        if config.get("weights_only") is None:
+            config.weights_only = True
+        callbacks: list[Any] = []
+        if subcommand == "fit":
+            callbacks = [run_checkpoint(run_dir), ResultsCSV(run_dir)]
+        self.trainer_defaults["callbacks"] = callbacks
+        log.info("run folder: %s", run_dir)
+
+    def _resolve_run(self, config: Any, project: Path, subcommand: str) -> Path:
+        """Pick the run folder; resolve ``ckpt_path=last`` loudly; check a checkpoint before Lightning loads it."""
+        ckpt = config.get("ckpt_path")
+        if ckpt == "last":
+            if subcommand != "fit":
+                raise RunError("ckpt_path=last is for resuming fit; give validate/test a checkpoint path")
+            ckpt = str(last_checkpoint(project, config.name))
+            config.ckpt_path = ckpt
+        if ckpt is not None:
+            check_checkpoint(Path(ckpt))
+            owner = run_dir_of_checkpoint(Path(ckpt))
+            if subcommand == "fit" and owner is not None:
+                return owner
+        return new_run_dir(project, config.name, config.exist_ok)
+
+
+KNOWN_ERRORS: tuple[type[Exception], ...] = (RunError, CheckpointError, FileNotFoundError)
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    """Exceptions whose message is the whole story: printed as one line, no traceback."""
+    from lightning_yolo.data.config import DatasetError
+    from lightning_yolo.models.weights import WeightsError
+
+    return (*KNOWN_ERRORS, DatasetError, WeightsError)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse the command line and run the requested subcommand."""
-    parser = argparse.ArgumentParser(prog="python -m lightning_yolo", description="YOLOv5 training on Lightning")
-    parser.parse_args(argv)
+    """Run the command line; known input errors exit with status 2 and one message, no traceback."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # The EMA copy is deliberately kept in eval mode; Lightning would warn about it at every fit start.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    if args and args[0] == "convert":
+        from lightning_yolo.convert import main as convert_main
+
+        sys.exit(convert_main(args[1:]))
+    try:
+        YOLOCLI(
+            YOLOModule,
+            YOLODataModule,
+            args=argv,
+            auto_configure_optimizers=False,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"max_epochs": 100, "logger": False, "num_sanity_val_steps": 0},
+            parser_kwargs={
+                "description": "lightning_yolo: YOLOv5 training on PyTorch Lightning. "
+                "Also: `python -m lightning_yolo convert --help`."
+            },
+        )
+    except _known_errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

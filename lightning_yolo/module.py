@@ -1,0 +1,379 @@
+"""The LightningModule: a YOLOv5 detection model, its loss, YOLOv5's optimisation recipe and validation metrics.
+
+Optimisation is manual (``automatic_optimization = False``) because YOLOv5 accumulates gradients towards a nominal
+batch of 64 images WITHOUT dividing the loss, with an accumulation count that itself ramps up during warmup.
+Each training step: forward, loss, backward (scaled under AMP); when the accumulation schedule says so: unscale
+(Lightning does it before ``on_before_optimizer_step``), clip the gradient norm at 10, step, zero the gradients
+and update the EMA. Validation, checkpoints and exported weights use the EMA model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from pytorch_lightning import LightningModule
+
+from lightning_yolo.ema import ModelEMA
+from lightning_yolo.loss import YOLOLoss, scale_loss_gains
+from lightning_yolo.metrics import DetectionMetric
+from lightning_yolo.models.weights import transfer_state_dict
+from lightning_yolo.models.yolo import DetectionModel
+from lightning_yolo.ops.boxes import scale_boxes, xywh_to_xyxy
+from lightning_yolo.ops.nms import non_max_suppression
+from lightning_yolo.optim import (
+    AccumulationSchedule,
+    apply_warmup,
+    build_optimizer,
+    build_scheduler,
+    lr_lambda,
+    nominal_accumulate,
+    scaled_weight_decay,
+    warmup_iters,
+)
+from lightning_yolo.report import format_results_table
+
+log = logging.getLogger("lightning_yolo")
+
+LOSS_NAMES = ("box_loss", "obj_loss", "cls_loss")
+
+
+def initial_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """Model weights from an official ``.pt``, a converted weights file or a lightning_yolo checkpoint (its EMA).
+
+    Lightning checkpoints are read with ``weights_only=True``; everything else goes through the safe importer.
+    """
+    from lightning_yolo.models.weights import WeightsError, load_weights
+
+    if str(path).endswith(".ckpt"):
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - one message naming the file
+            raise WeightsError(f"{path}: not a loadable lightning_yolo checkpoint ({err})") from None
+        state = checkpoint.get("state_dict", {}) if isinstance(checkpoint, dict) else {}
+        for prefix in ("ema.module.", "model."):
+            weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            if weights:
+                return weights
+        raise WeightsError(f"{path}: checkpoint holds no model weights")
+    return load_weights(path).state_dict
+
+
+class YOLOModule(LightningModule):
+    """YOLOv5 detector trained with YOLOv5's recipe (hyp.scratch-low defaults).
+
+    Args:
+        cfg: Architecture: a shipped name (``yolov5n.yaml`` ... ``yolov5x6.yaml``), a path to a YOLOv5-format YAML,
+            or the resolved architecture dict (what checkpoints store).
+        weights: Initial weights: an official YOLOv5 ``.pt``, a converted weights file or a lightning_yolo
+            checkpoint. Tensors whose name and shape match are transferred; the report says how many.
+        nc: Number of classes (linked from the data module).
+        names: Class names (linked from the data module).
+        imgsz: Training image size in pixels (linked from the data module); scales the objectness gain.
+        batch_size: Training batch size per device (linked from the data module); sets the accumulation.
+        optimizer: ``SGD`` (nesterov), ``Adam`` or ``AdamW``.
+        lr0: Initial learning rate.
+        lrf: Final learning rate as a fraction of lr0.
+        momentum: SGD momentum / Adam beta1.
+        weight_decay: Weight decay for non-norm weights, before nominal-batch scaling.
+        warmup_epochs: Warmup length in epochs (at least 100 iterations).
+        warmup_momentum: Momentum at the start of warmup.
+        warmup_bias_lr: Bias learning rate at the start of warmup.
+        cos_lr: Cosine instead of linear learning-rate decay.
+        nbs: Nominal batch size that gradients are accumulated towards.
+        box: Box loss gain (before scaling by the number of levels).
+        cls: Class loss gain (before scaling by nc and levels).
+        cls_pw: Class BCE positive weight.
+        obj: Objectness loss gain (before scaling by image size and levels).
+        obj_pw: Objectness BCE positive weight.
+        anchor_t: Anchor-to-target size ratio threshold for matching.
+        fl_gamma: Focal loss gamma (0 disables focal loss).
+        label_smoothing: Label smoothing epsilon.
+        ema: Keep an exponential moving average of the weights for validation and saving.
+        freeze: Indices of model layers to freeze (e.g. ``[0, 1, ..., 9]`` for the backbone).
+        multi_scale: Resize each training batch to a random size in 0.5-1.5x imgsz.
+        max_grad_norm: Gradient-norm clipping threshold.
+        conf_thres: Validation confidence threshold.
+        iou_thres: Validation NMS IoU threshold.
+        max_det: Maximum detections per image.
+    """
+
+    def __init__(
+        self,
+        cfg: str | dict = "yolov5s.yaml",
+        weights: str | None = None,
+        nc: int | None = None,
+        names: list[str] | None = None,
+        imgsz: int = 640,
+        batch_size: int = 16,
+        optimizer: str = "SGD",
+        lr0: float = 0.01,
+        lrf: float = 0.01,
+        momentum: float = 0.937,
+        weight_decay: float = 5e-4,
+        warmup_epochs: float = 3.0,
+        warmup_momentum: float = 0.8,
+        warmup_bias_lr: float = 0.1,
+        cos_lr: bool = False,
+        nbs: int = 64,
+        box: float = 0.05,
+        cls: float = 0.5,
+        cls_pw: float = 1.0,
+        obj: float = 1.0,
+        obj_pw: float = 1.0,
+        anchor_t: float = 4.0,
+        fl_gamma: float = 0.0,
+        label_smoothing: float = 0.0,
+        ema: bool = True,
+        freeze: list[int] | None = None,
+        multi_scale: bool = False,
+        max_grad_norm: float = 10.0,
+        conf_thres: float = 0.001,
+        iou_thres: float = 0.6,
+        max_det: int = 300,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.model = self._build_model(cfg, weights, nc, names)
+        self._freeze(freeze or [])
+        detect = self.model.model[-1]
+        box_g, cls_g, obj_g = scale_loss_gains(box, cls, obj, nl=detect.nl, nc=detect.nc, imgsz=imgsz)
+        self.loss = YOLOLoss(
+            detect.anchors.clone(),
+            detect.stride.clone(),
+            detect.nc,
+            box=box_g,
+            obj=obj_g,
+            cls=cls_g,
+            cls_pw=cls_pw,
+            obj_pw=obj_pw,
+            anchor_t=anchor_t,
+            fl_gamma=fl_gamma,
+            label_smoothing=label_smoothing,
+        )
+        self.ema = ModelEMA(self.model) if ema else None
+        self.val_metric = DetectionMetric(nc=detect.nc)
+        self.accumulation: AccumulationSchedule | None = None
+        self._accumulation_state: dict[str, int] | None = None
+        self.nonfinite_steps = 0
+
+    # ----------------------------------------------------------------------------------------------- construction
+    @staticmethod
+    def _build_model(cfg: str | dict, weights: str | None, nc: int | None, names: list[str] | None) -> DetectionModel:
+        """Build the architecture for ``nc`` classes and transfer ``weights`` into it when given."""
+        model = DetectionModel(cfg, nc=nc)
+        if weights:
+            transfer_state_dict(model, initial_state_dict(weights))
+        if names is not None:
+            model.names = list(names)
+        return model
+
+    def _freeze(self, layers: list[int]) -> None:
+        """Stop gradients for the listed layer indices (YOLOv5 ``--freeze``)."""
+        prefixes = tuple(f"model.{i}." for i in layers)
+        for name, param in self.model.named_parameters():
+            if name.startswith(prefixes):
+                param.requires_grad_(False)
+
+    @property
+    def inference_model(self) -> DetectionModel:
+        """The weights validation, checkpoints and export use: the EMA model when enabled."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def set_anchors(self, anchors: torch.Tensor) -> None:
+        """Write new anchors (nl, na, 2) in grid units to the model, its EMA copy and the loss."""
+        targets = [self.model.model[-1].anchors, self.loss.anchors]
+        if self.ema is not None:
+            targets.append(self.ema.module.model[-1].anchors)
+        for buffer in targets:
+            buffer.copy_(anchors.to(buffer))
+
+    # ----------------------------------------------------------------------------------------------- optimisation
+    @property
+    def global_batch_size(self) -> int:
+        """Images per optimiser iteration over all devices (YOLOv5's ``--batch-size``)."""
+        world = self.trainer.world_size if self._trainer is not None else 1
+        return self.hparams.batch_size * world
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        accumulate = nominal_accumulate(self.global_batch_size, hp.nbs)
+        decay = scaled_weight_decay(hp.weight_decay, self.global_batch_size, accumulate, hp.nbs)
+        optimizer = build_optimizer(self.model, hp.optimizer, hp.lr0, hp.momentum, decay)
+        scheduler = build_scheduler(optimizer, self._lr_lambda())
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def _lr_lambda(self) -> Any:
+        epochs = max(self.trainer.max_epochs or 1, 1)
+        return lr_lambda(epochs, self.hparams.lrf, self.hparams.cos_lr)
+
+    def on_train_start(self) -> None:
+        # The number of batches per epoch is known only once the train loader exists; a resumed run's schedule
+        # state (loaded earlier, in on_load_checkpoint) is applied to the schedule built from the current batch size.
+        nw = warmup_iters(self.hparams.warmup_epochs, self.trainer.num_training_batches)
+        self.accumulation = AccumulationSchedule(self.global_batch_size, nw, self.hparams.nbs)
+        if self._accumulation_state is not None:
+            self.accumulation.load_state_dict(self._accumulation_state)
+
+    def on_train_epoch_start(self) -> None:
+        self.optimizers().zero_grad()  # YOLOv5 drops a partial accumulation at each epoch start
+
+    def _warmup(self, optimizer: torch.optim.Optimizer, ni: int) -> None:
+        """Apply YOLOv5's per-iteration warmup of the learning rates and momentum."""
+        hp = self.hparams
+        apply_warmup(
+            optimizer,
+            ni,
+            self.accumulation.warmup_iters,
+            self.current_epoch,
+            self._lr_lambda(),
+            warmup_bias_lr=hp.warmup_bias_lr,
+            momentum=hp.momentum,
+            warmup_momentum=hp.warmup_momentum,
+        )
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Gradients are already unscaled here under AMP, as YOLOv5 does before clipping.
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=self.hparams.max_grad_norm)
+
+    # ----------------------------------------------------------------------------------------------- training
+    def _preprocess(self, img: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> float in [0, 1], randomly rescaled when multi-scale training is on."""
+        x = img.float() / 255
+        if self.hparams.multi_scale and self.training:
+            gs = int(self.model.stride.max())
+            size = self.hparams.imgsz
+            new = int(torch.randint(int(size * 0.5), int(size * 1.5) + gs, (1,)).item()) // gs * gs
+            scale = new / max(x.shape[2:])
+            if scale != 1:
+                shape = [math.ceil(s * scale / gs) * gs for s in x.shape[2:]]
+                x = F.interpolate(x, size=shape, mode="bilinear", align_corners=False)
+        return x
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        optimizer = self.optimizers()
+        ni = batch_idx + self.trainer.num_training_batches * self.current_epoch
+        self._warmup(optimizer.optimizer, ni)
+        preds = self.model(self._preprocess(batch["img"]))
+        loss, items = self.loss(preds, batch["targets"])
+        if not torch.isfinite(loss).all():
+            self._skip_nonfinite(optimizer, ni)
+            return loss.detach()
+        self.manual_backward(loss)
+        if self.accumulation.step_now(ni):
+            optimizer.step()
+            optimizer.zero_grad()
+            if self.ema is not None:
+                self.ema.update(self.model)
+        bs = batch["img"].shape[0]
+        for name, value in zip(LOSS_NAMES, items, strict=True):
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, prog_bar=True, batch_size=bs)
+        return loss.detach()
+
+    def _skip_nonfinite(self, optimizer: Any, ni: int) -> None:
+        """Drop a non-finite loss: no backward, gradients cleared; stop after repeated failures."""
+        self.nonfinite_steps += 1
+        optimizer.zero_grad()
+        log.warning("non-finite loss at iteration %d, step skipped (%d so far)", ni, self.nonfinite_steps)
+        if self.nonfinite_steps >= 10:
+            raise FloatingPointError(f"training stopped: {self.nonfinite_steps} non-finite loss values")
+
+    def on_train_epoch_end(self) -> None:
+        optimizer = self.optimizers().optimizer
+        for i, group in enumerate(optimizer.param_groups):
+            self.log(f"x/lr{i}", group["lr"], on_epoch=True)
+        self.lr_schedulers().step()
+        if self.ema is not None:
+            self.ema.update_attr(self.model)
+
+    # ----------------------------------------------------------------------------------------------- validation
+    def _evaluate(self, batch: dict[str, Any]) -> dict[str, list[torch.Tensor]]:
+        """Loss, NMS and metric update for one validation/test batch (boxes compared in original-image pixels).
+
+        Returns the batch's detections ``(n, 6)`` per image in the batch image's pixels (for plotting callbacks).
+        """
+        img = batch["img"].float() / 255
+        model = self.inference_model
+        raw = model.forward_raw(img)
+        _, items = self.loss(raw, batch["targets"])
+        bs = img.shape[0]
+        for name, value in zip(LOSS_NAMES, items, strict=True):
+            self.log(f"val/{name}", value, on_step=False, on_epoch=True, batch_size=bs)
+        hp = self.hparams
+        detections = non_max_suppression(
+            model.model[-1].decode(raw), hp.conf_thres, hp.iou_thres, multi_label=True, max_det=hp.max_det
+        )
+        preds, labels = self._to_original_frame(detections, batch, img.shape[2:])
+        self.val_metric.update(preds, labels)
+        return {"detections": detections}
+
+    @staticmethod
+    def _to_original_frame(
+        detections: list[torch.Tensor], batch: dict[str, Any], shape: torch.Size
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Rescale detections and labels from the letterboxed batch image to each original image."""
+        height, width = shape
+        targets = batch["targets"]
+        preds, labels = [], []
+        for i, det in enumerate(detections):
+            (h0, w0), ratio_pad = batch["shapes"][i]
+            det = det.clone()
+            scale_boxes((height, width), det[:, :4], (h0, w0), ratio_pad)
+            t = targets[targets[:, 0] == i]
+            boxes = xywh_to_xyxy(t[:, 2:6] * torch.tensor([width, height, width, height], device=t.device))
+            scale_boxes((height, width), boxes, (h0, w0), ratio_pad)
+            preds.append(det)
+            labels.append(torch.cat([t[:, 1:2], boxes], dim=1))
+        return preds, labels
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, list[torch.Tensor]]:
+        return self._evaluate(batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, list[torch.Tensor]]:
+        return self._evaluate(batch)
+
+    def _log_metrics(self) -> dict[str, torch.Tensor]:
+        results = self.val_metric.compute()
+        self.val_metric.reset()
+        names = {
+            "precision": "metrics/precision",
+            "recall": "metrics/recall",
+            "map50": "metrics/mAP_0.5",
+            "map": "metrics/mAP_0.5:0.95",
+            "fitness": "fitness",
+        }
+        for key, name in names.items():
+            self.log(name, results[key].float(), prog_bar=key in ("map50", "map"))
+        return results
+
+    def _end_evaluation(self) -> None:
+        self.last_results = self._log_metrics()
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            full = self.trainer.state.fn != "fit"
+            print(format_results_table(self.last_results, self.model.names, per_class=full))
+
+    def on_validation_epoch_end(self) -> None:
+        self._end_evaluation()
+
+    def on_test_epoch_end(self) -> None:
+        self._end_evaluation()
+
+    # ----------------------------------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The checkpoint carries the architecture and names, so nothing else is needed to rebuild the model.
+        hparams = checkpoint.setdefault("hyper_parameters", {})
+        hparams["cfg"] = self.model.yaml
+        hparams["weights"] = None
+        hparams["nc"] = self.model.model[-1].nc
+        hparams["names"] = list(self.model.names)
+        if self.accumulation is not None:
+            checkpoint["accumulation"] = self.accumulation.state_dict()
+        checkpoint["nonfinite_steps"] = self.nonfinite_steps
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._accumulation_state = checkpoint.get("accumulation")
+        self.nonfinite_steps = int(checkpoint.get("nonfinite_steps", 0))
