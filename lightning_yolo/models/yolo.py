@@ -15,6 +15,7 @@ from torch import nn
 
 from lightning_yolo.models.blocks import C3, SPP, SPPF, Bottleneck, Concat, Conv, Focus
 from lightning_yolo.models.head import Detect
+from lightning_yolo.models.summary import layer_table, model_summary
 
 CONFIG_PACKAGE = "lightning_yolo.models"
 CONFIG_DIR = "configs"
@@ -88,7 +89,31 @@ def load_config(cfg: str | Path | dict) -> tuple[dict, str]:
     missing = [k for k in _REQUIRED_KEYS if k not in d]
     if missing:
         raise ValueError(f"{source}: model YAML lacks required key(s) {missing}")
+    _check_header(d, source)
     return d, source
+
+
+def _check_header(d: dict, source: str) -> None:
+    """Types of the scalar keys and of the row lists, checked before anything is built."""
+    if not (isinstance(d["nc"], int) and d["nc"] >= 1):
+        raise ValueError(f"{source}: 'nc' must be a positive int, got {d['nc']!r}")
+    for key in ("depth_multiple", "width_multiple"):
+        if not (isinstance(d[key], (int, float)) and d[key] > 0):
+            raise ValueError(f"{source}: {key!r} must be a positive number, got {d[key]!r}")
+    anchors = d["anchors"]
+    if not (isinstance(anchors, int) and anchors >= 1) and not _is_anchor_list(anchors):
+        raise ValueError(f"{source}: 'anchors' must be a count per level or per-level lists [w1, h1, w2, h2, ...]")
+    for key in ("backbone", "head"):
+        if not isinstance(d[key], list):
+            raise ValueError(f"{source}: {key!r} must be a list of [from, number, module, args] rows")
+
+
+def _is_anchor_list(anchors: Any) -> bool:
+    """Per-level lists of equal, even, non-zero length holding numbers."""
+    if not (isinstance(anchors, list) and anchors and all(isinstance(a, list) for a in anchors)):
+        return False
+    n = len(anchors[0])
+    return n > 0 and n % 2 == 0 and all(len(a) == n and all(isinstance(v, (int, float)) for v in a) for a in anchors)
 
 
 def _find_config(cfg: str | Path) -> Path:
@@ -237,6 +262,7 @@ class DetectionModel(nn.Module):
             self.yaml["nc"] = int(nc)
         if anchors:
             self.yaml["anchors"] = anchors if isinstance(anchors, list) else round(anchors)
+        _check_header(self.yaml, f"{source} (with overrides)" if nc or anchors else source)
         self.model, self.save, self.layers = build_layers(self.yaml, ch, source)
         if not isinstance(self.model[-1], Detect):
             raise ValueError(f"{source}: the last row must be a Detect head")
@@ -279,8 +305,6 @@ class DetectionModel(nn.Module):
 
     def summary(self, imgsz: int = 640, verbose: bool = False) -> str:
         """One line: layers, parameters, gradients, GFLOPs at `imgsz`; with `verbose`, a per-row table first."""
-        from lightning_yolo.models.summary import layer_table, model_summary
-
         line = model_summary(self, imgsz)
         return f"{layer_table(self)}\n{line}" if verbose else line
 

@@ -313,6 +313,20 @@ def test_missing_key_is_a_clear_error() -> None:
         DetectionModel(cfg)
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("nc", "80"), ("nc", 0), ("depth_multiple", -1), ("anchors", [[10, 13, 16]]), ("anchors", "three"), ("head", 5)],
+)
+def test_bad_header_values_are_clear_errors(key: str, value: object) -> None:
+    with pytest.raises(ValueError, match=f"dict: '{key}'"):
+        DetectionModel(_tiny_cfg(**{key: value}))
+
+
+def test_anchor_override_of_the_wrong_shape_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="anchors"):
+        DetectionModel(_tiny_cfg(), anchors=[[1, 2, 3]])
+
+
 def test_unknown_config_name_lists_the_shipped_ones() -> None:
     with pytest.raises(FileNotFoundError, match="yolov5s.yaml"):
         DetectionModel("yolov9q")
