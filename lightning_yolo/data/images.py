@@ -66,11 +66,12 @@ def verify_image(path: str | Path) -> ImageCheck:
 def _verify_with_pil(path: Path) -> ImageCheck:
     with Image.open(path) as im:
         fmt, (w, h) = (im.format or "").lower(), im.size
-        orientation = _orientation(im)
         problem = _size_problem(w, h) or ("" if fmt in IMG_FORMATS else f"unsupported image format {fmt.upper()}")
         if problem:
             return ImageCheck(None, problem)
-        im.verify()
+        im.verify()  # must come first: PIL reads some formats' EXIF from the stream verify() checks
+    with Image.open(path) as im:
+        orientation = _orientation(im)
     shape = (w, h) if orientation in _TRANSPOSED else (h, w)
     if fmt in ("jpeg", "mpo"):
         return _check_jpeg_end(path, shape)

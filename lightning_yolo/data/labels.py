@@ -29,6 +29,7 @@ COORD_TOLERANCE = 1e-3
 """How far outside [0, 1] a normalised coordinate may be and still be clipped into range instead of rejected."""
 
 _MAX_PROBLEMS = 10  # bad lines quoted per file
+_EDGE_SLACK = 1e-6  # box edges this close outside the image are rounding noise of the text, left as written
 
 
 class LabelError(DatasetError):
@@ -123,7 +124,8 @@ def parse_row(tokens: list[str], nc: int) -> tuple[list[float], str]:
     problem = _check_class(values[0], nc) or _check_coordinates(values[1:])
     if problem:
         return [], problem
-    coords = [min(max(v, 0.0), 1.0) for v in values[1:]]
+    # in range now: round to the float32 values that are kept, so the clip below sees exactly those
+    coords = [float(np.float32(min(max(v, 0.0), 1.0))) for v in values[1:]]
     box = _polygon_to_xywh(coords) if n > 5 else _clip_xywh(coords)
     if box[2] <= 0 or box[3] <= 0:
         return [], "zero width or height"
@@ -153,7 +155,7 @@ def _clip_xywh(box: list[float]) -> list[float]:
     """Clip a normalised centre box to the image; boxes already inside are returned unchanged (bit-exact)."""
     x, y, w, h = box
     x1, y1, x2, y2 = x - w / 2, y - h / 2, x + w / 2, y + h / 2
-    if x1 >= 0 and y1 >= 0 and x2 <= 1 and y2 <= 1:
+    if min(x1, y1) >= -_EDGE_SLACK and max(x2, y2) <= 1 + _EDGE_SLACK:
         return box
     x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, 1.0), min(y2, 1.0)
     return [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
