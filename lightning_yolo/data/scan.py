@@ -24,6 +24,9 @@ from lightning_yolo.data.labels import LabelError, parse_label_file
 
 log = logging.getLogger(__name__)
 
+SKIPPED = "(image skipped)"
+"""Suffix of the messages whose image is left out of the split."""
+
 
 @dataclass
 class ScanSummary:
@@ -87,14 +90,16 @@ def scan_image(image_file: str, nc: int) -> dict[str, Any]:
     """Verify one image and its label file; returns a JSON-serialisable record (see :func:`result_from_records`)."""
     label_file = image_to_label_path(image_file)
     check = verify_image(image_file)
-    messages = [f"{image_file}: {m}" for m in (check.error, check.warning) if m]
+    errors = [f"{image_file}: {check.error}"] if check.error else []
+    warnings = [f"{image_file}: {check.warning}"] if check.warning else []
     labels, duplicates = None, 0
     try:
         parsed = parse_label_file(label_file, nc)
         labels, duplicates = parsed.labels.tolist(), parsed.duplicates
-        messages += parsed.warnings
+        warnings += parsed.warnings
     except LabelError as err:
-        messages += err.problems
+        errors += err.problems
+    messages = [f"{m} {SKIPPED}" for m in errors] + warnings
     return {
         "image": image_file,
         "shape": list(check.shape) if check.shape else None,
