@@ -146,6 +146,7 @@ class YOLODataset(Dataset):
         self.target_shapes: np.ndarray | None = None  # (n, 2) [h, w] letterbox shape per image in rect mode
         self.cache_dir, self.load_failures = cache_dir, torch.zeros(1, dtype=torch.int64).share_memory_()
         self.albumentations = _build_albumentations(augment, albumentations, albumentations_extra)
+        self._unreadable: set[int] = set()  # per process: images found unreadable after the scan
         self._ram: list[np.ndarray | None] | None = None
         self._npy: list[Path] | None = None
         self._setup_cache(cache, workers, ram_copies)
@@ -236,16 +237,20 @@ class YOLODataset(Dataset):
     def _load(self, index: int, rng: np.random.Generator) -> tuple[int, np.ndarray, tuple, tuple]:
         """Image ``index`` resized to long side ``imgsz``; an unreadable image is replaced by a random other one.
 
+        Each unreadable image is logged once per process and counted in ``load_failures`` (shared with workers).
+
         Returns:
             ``(index used, img, (h0, w0), (h, w))``.
         """
         for _ in range(MAX_LOAD_RETRIES):
-            try:
-                return (index, *self.load_resized(index))
-            except DatasetError as err:
-                self.load_failures += 1
-                log.warning("%s; using another image instead (%d replaced so far)", err, int(self.load_failures))
-                index = int(rng.integers(len(self)))
+            if index not in self._unreadable:
+                try:
+                    return (index, *self.load_resized(index))
+                except DatasetError as err:
+                    self._unreadable.add(index)
+                    self.load_failures += 1
+                    log.warning("%s; using other images instead (%d unreadable)", err, int(self.load_failures))
+            index = int(rng.integers(len(self)))
         raise DatasetError(f"{MAX_LOAD_RETRIES} unreadable images in a row; were dataset files deleted or moved?")
 
     def load_resized(self, index: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
