@@ -118,9 +118,9 @@ def synthetic_sample(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     for _ in range(n * 4):  # a few attempts per object to find a free spot
         if len(boxes) == n:
             break
-        cls, box = int(rng.integers(len(NAMES))), _random_box(w, h, rng)
+        cls, box = int(rng.integers(len(NAMES))), random_box(w, h, rng)
         if all(_overlap(box, b[1:]) == 0 for b in boxes):
-            _DRAW[cls](image, box, _shape_colour(rng))
+            SHAPE_DRAWERS[cls](image, box, _shape_colour(rng))
             boxes.append((cls, *box))
     return image, _normalise(boxes, w, h)
 
@@ -138,7 +138,7 @@ def textured_background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return image
 
 
-def _random_box(w: int, h: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+def random_box(w: int, h: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
     """A pixel-edge box ``(x1, y1, x2, y2)`` of side 14-110 px and aspect ratio 0.5-2 inside the image."""
     side = rng.uniform(14, 110)
     aspect = np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
@@ -185,12 +185,13 @@ def _draw_cross(image: np.ndarray, box: tuple[int, int, int, int], colour: tuple
     cv2.rectangle(image, (xm - tw // 2, y1), (xm + tw // 2, y2 - 1), colour, -1)
 
 
-_DRAW: tuple[Callable[[np.ndarray, tuple[int, int, int, int], tuple[int, int, int]], None], ...] = (
+SHAPE_DRAWERS: tuple[Callable[[np.ndarray, tuple[int, int, int, int], tuple[int, int, int]], None], ...] = (
     _draw_circle,
     _draw_rectangle,
     _draw_triangle,
     _draw_cross,
 )
+"""Draw function per class id: ``draw(image, (x1, y1, x2, y2), colour)`` fills exactly that pixel-edge box."""
 
 
 def _normalise(boxes: list[tuple[int, int, int, int, int]], w: int, h: int) -> np.ndarray:
