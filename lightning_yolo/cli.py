@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
-from lightning_yolo.callbacks.checkpoint import run_checkpoint
+from lightning_yolo.callbacks.checkpoint import run_checkpoints
 from lightning_yolo.callbacks.results import ResultsCSV
 from lightning_yolo.data.datamodule import YOLODataModule
 from lightning_yolo.module import YOLOModule
@@ -71,7 +71,7 @@ class YOLOCLI(LightningCLI):
             config.weights_only = True
         callbacks: list[Any] = []
         if subcommand == "fit":
-            callbacks = [run_checkpoint(run_dir), ResultsCSV(run_dir)]
+            callbacks = [*run_checkpoints(run_dir), ResultsCSV(run_dir)]
         self.trainer_defaults["callbacks"] = callbacks
         log.info("run folder: %s", run_dir)
 

@@ -160,6 +160,7 @@ class YOLOModule(LightningModule):
         self.accumulation: AccumulationSchedule | None = None
         self._accumulation_state: dict[str, int] | None = None
         self.nonfinite_steps = 0
+        self._running_loss = torch.zeros(3)
 
     # ----------------------------------------------------------------------------------------------- construction
     @staticmethod
@@ -271,8 +272,17 @@ class YOLOModule(LightningModule):
                 self.ema.update(self.model)
         bs = batch["img"].shape[0]
         for name, value in zip(LOSS_NAMES, items, strict=True):
-            self.log(f"train/{name}", value, on_step=False, on_epoch=True, prog_bar=True, batch_size=bs)
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=bs)
+        self._show_progress(items, batch, batch_idx)
         return loss.detach()
+
+    def _show_progress(self, items: torch.Tensor, batch: dict[str, Any], batch_idx: int) -> None:
+        """YOLOv5's training columns in the progress bar: running-mean losses, instances, image size."""
+        self._running_loss = items if batch_idx == 0 else (self._running_loss * batch_idx + items) / (batch_idx + 1)
+        columns = dict(zip(("box", "obj", "cls"), self._running_loss.tolist(), strict=True))
+        columns |= {"instances": float(batch["targets"].shape[0]), "size": float(batch["img"].shape[-1])}
+        for name, value in columns.items():
+            self.log(name, value, on_step=True, on_epoch=False, prog_bar=True, logger=False)
 
     def _skip_nonfinite(self, optimizer: Any, ni: int) -> None:
         """Drop a non-finite loss: no backward, gradients cleared; stop after repeated failures."""

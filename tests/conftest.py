@@ -15,3 +15,19 @@ def shared() -> Path:
     if not (SHARED / "README.md").is_file():
         pytest.skip("../shared is not present")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic dataset (8 train, 4 val images) in YOLO layout; returns its data yaml."""
+    from lightning_yolo.data.synthetic import generate_synthetic_dataset
+
+    return generate_synthetic_dataset(tmp_path_factory.mktemp("tiny"), sizes={"train": 8, "val": 4}, seed=1)
+
+
+@pytest.fixture
+def label_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep the project's cache folder inside the test's temporary folder."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LIGHTNING_YOLO_CACHE", str(cache))
+    return cache

@@ -36,7 +36,8 @@ class ResultsCSV(Callback):
     def __init__(self, run_dir: str | Path) -> None:
         self.path = Path(run_dir) / "results.csv"
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # on_train_start, not on_fit_start: only here has a resumed fit restored its epoch counter
         if trainer.is_global_zero and self.path.is_file():
             self._truncate(trainer.current_epoch)
 
@@ -61,6 +62,6 @@ class ResultsCSV(Callback):
         row = {"epoch": trainer.current_epoch}
         lrs = {f"x/lr{i}": group["lr"] for i, group in enumerate(trainer.optimizers[0].param_groups)}
         for column in COLUMNS:
-            value = metrics.get(column, lrs.get(column))
+            value = lrs[column] if column in lrs else metrics.get(column)
             row[column] = f"{float(value):.5g}" if value is not None else ""
         self._write([row], mode="a")
