@@ -130,6 +130,7 @@ class YOLODataModule(LightningDataModule):
         self.workers = min(workers, os.cpu_count() or 1)
         self.rect, self.single_cls, self.close_mosaic, self.seed = rect, single_cls, close_mosaic, seed
         self.use_albumentations, self.albumentations_extra = albumentations, list(albumentations_extra or [])
+        check_albumentations(self.albumentations_extra)
         self.data_yaml = resolve_data(data, cache_dir)
         self.config: DatasetConfig = load_dataset_config(self.data_yaml)
         self.names: list[str] = ["item"] if single_cls and self.config.nc != 1 else list(self.config.names)
@@ -238,7 +239,6 @@ class YOLODataModule(LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
             worker_init_fn=seed_worker,
-            prefetch_factor=None if workers == 0 else 4,
         )
 
     # ------------------------------------------------------------------------------------------------ helpers
@@ -337,6 +337,19 @@ def check_settings(
     for name, value, ok, expected in checks:
         if not ok:
             raise ValueError(f"data.{name} must be {expected}, got {value!r}")
+
+
+def check_albumentations(specs: list[dict[str, Any]]) -> None:
+    """Build each user albumentations transform once, so a bad name or argument fails now, naming its entry."""
+    if not specs:
+        return
+    from lightning_yolo.data.albument import build_transform  # imports albumentations: only when extras are given
+
+    for i, spec in enumerate(specs):
+        try:
+            build_transform(spec)
+        except ValueError as err:
+            raise ValueError(f"data.albumentations_extra[{i}]: {err}") from None
 
 
 def seed_worker(worker_id: int) -> None:

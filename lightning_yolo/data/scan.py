@@ -11,7 +11,8 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.pool import ThreadPool
+from functools import partial
+from multiprocessing.pool import Pool, ThreadPool
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ from lightning_yolo.data.images import verify_image
 from lightning_yolo.data.labels import LabelError, parse_label_file
 
 log = logging.getLogger(__name__)
+
+PROCESS_POOL_MIN_FILES = 2000
+"""Splits with at least this many images are scanned by worker processes instead of threads."""
 
 SKIPPED = "(image skipped)"
 """Suffix of the messages whose image is left out of the split."""
@@ -152,12 +156,14 @@ def scan_split(
 
 
 def _scan_all(files: list[str], nc: int, workers: int) -> Iterator[dict[str, Any]]:
+    """Scan records in file order; threads for small splits, processes (no GIL contention) for large ones."""
     workers = min(workers, os.cpu_count() or 1, len(files))
     if workers <= 1:
         yield from (scan_image(f, nc) for f in files)
         return
-    with ThreadPool(workers) as pool:
-        yield from pool.imap(lambda f: scan_image(f, nc), files, chunksize=8)
+    pool_type = ThreadPool if len(files) < PROCESS_POOL_MIN_FILES else Pool
+    with pool_type(workers) as pool:
+        yield from pool.imap(partial(scan_image, nc=nc), files, chunksize=16)
 
 
 def result_from_records(records: list[dict[str, Any]], split: str, from_cache: bool = False) -> ScanResult:

@@ -263,3 +263,72 @@ def test_coco128_through_the_data_module(shared: Path) -> None:
     dm.setup("fit")
     batch = next(iter(dm.val_dataloader()))
     assert batch["img"].shape[0] == 16 and batch["img"].shape[2] % 32 == 0 and batch["img"].shape[3] % 32 == 0
+
+
+def test_bad_albumentations_extra_fails_at_init_naming_the_entry(tiny_yaml: Path) -> None:
+    with pytest.raises(ValueError, match=r"data.albumentations_extra\[1\]: unknown albumentations transform"):
+        make_dm(tiny_yaml, albumentations_extra=[{"name": "Blur", "p": 0.1}, {"name": "NoSuchTransform"}])
+
+
+def test_user_albumentations_run_in_training(tiny_yaml: Path) -> None:
+    dm = make_dm(tiny_yaml, albumentations_extra=[{"name": "InvertImg", "p": 1.0}], hsv_h=0, hsv_s=0, hsv_v=0)
+    plain = make_dm(tiny_yaml, hsv_h=0, hsv_s=0, hsv_v=0)
+    for d in (dm, plain):
+        d.setup("fit")
+    a, b = next(iter(dm.train_dataloader())), next(iter(plain.train_dataloader()))
+    torch.testing.assert_close(a["img"], 255 - b["img"], rtol=0, atol=0)
+
+
+def test_a_config_file_configures_the_data_module(tiny_yaml: Path, tmp_path: Path) -> None:
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--config", action=ActionConfigFile)
+    parser.add_class_arguments(YOLODataModule, "data")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"data:\n  data: {tiny_yaml}\n  imgsz: 96\n  batch_size: 2\n  workers: 0\n  cache: ram\n  mosaic: 0.5\n"
+        "  close_mosaic: 2\n  albumentations_extra:\n    - name: RandomBrightnessContrast\n      p: 0.2\n"
+    )
+    args = parser.parse_args(["--config", str(config)])
+    dm = parser.instantiate_classes(args).data
+    assert (dm.imgsz, dm.batch_size, dm.cache, dm.hyp.mosaic, dm.close_mosaic) == (96, 2, "ram", 0.5, 2)
+    assert dm.albumentations_extra == [{"name": "RandomBrightnessContrast", "p": 0.2}]
+    assert "Mosaic probability" in parser.format_help() and "Turn mosaic off for the last N" in parser.format_help()
+    with pytest.raises(Exception, match="cache"):
+        parser.parse_args(["--config", str(config), "--data.cache", "gpu"])
+
+
+class _ValPaths(pl.LightningModule):
+    """Writes the image paths each rank validated to ``out/paths_<rank>.json``."""
+
+    def __init__(self, out: str) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.out, self.paths = out, []
+
+    def validation_step(self, batch: dict, index: int) -> None:
+        self.paths += batch["paths"]
+        self.log("images", float(len(batch["paths"])), on_epoch=True, reduce_fx="sum", sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        import json
+
+        Path(self.out, f"paths_{self.global_rank}.json").write_text(json.dumps(self.paths))
+
+
+@pytest.mark.slow
+def test_ddp_validation_sees_every_image_once_with_uneven_ranks(tiny_yaml: Path, tmp_path: Path) -> None:
+    import json
+
+    dm = make_dm(tiny_yaml, batch_size=1)  # 5 val images: 3 batches, rank 0 runs 2 and rank 1 runs 1
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    results = trainer.validate(_ValPaths(str(tmp_path)), dm)
+    per_rank = [json.loads((tmp_path / f"paths_{r}.json").read_text()) for r in range(2)]
+    assert [len(p) for p in per_rank] == [3, 2]  # batches of 2, 2, 1: rank 0 gets the first and last
+    dm.setup("validate")
+    assert sorted(per_rank[0] + per_rank[1]) == sorted(dm.scans["val"].image_files)
+    assert results[0]["images"] == 5.0
