@@ -229,7 +229,8 @@ class YOLODataModule(LightningDataModule):
         return self._loader(BatchView(dataset), None, RectBatchSampler(batches, world, rank, shuffle=False))
 
     def _loader(self, dataset: Any, batch_size: int | None, sampler: Any) -> DataLoader:
-        workers = self.workers
+        # as YOLOv5: the machine's CPUs are shared by its devices, and more workers than images per batch idle
+        workers = min(self.workers, max((os.cpu_count() or 1) // self._devices_per_node(), 1), self.batch_size)
         return DataLoader(
             dataset,
             batch_size=batch_size,

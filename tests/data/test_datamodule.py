@@ -332,3 +332,10 @@ def test_ddp_validation_sees_every_image_once_with_uneven_ranks(tiny_yaml: Path,
     dm.setup("validate")
     assert sorted(per_rank[0] + per_rank[1]) == sorted(dm.scans["val"].image_files)
     assert results[0]["images"] == 5.0
+
+
+def test_hyperparameters_in_a_checkpoint_load_with_weights_only(tiny_yaml: Path, tmp_path: Path) -> None:
+    dm = make_dm(tiny_yaml, albumentations_extra=[{"name": "Blur", "p": 0.1}], cache="disk")
+    torch.save({"datamodule_hyper_parameters": dict(dm.hparams)}, tmp_path / "c.ckpt")  # what Lightning saves
+    loaded = torch.load(tmp_path / "c.ckpt", weights_only=True)["datamodule_hyper_parameters"]
+    assert loaded["albumentations_extra"] == [{"name": "Blur", "p": 0.1}] and loaded["cache"] == "disk"
