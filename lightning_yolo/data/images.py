@@ -59,8 +59,8 @@ def verify_image(path: str | Path) -> ImageCheck:
         return ImageCheck(None, f"decompression bomb: {err}")
     except UnidentifiedImageError:
         return _verify_without_pil(path)
-    except (OSError, SyntaxError, ValueError, EOFError) as err:  # PIL raises all of these for broken files
-        return ImageCheck(None, f"corrupt image: {err}")
+    except Exception as err:  # noqa: BLE001 - PIL raises many kinds of errors for broken files; all mean "corrupt"
+        return ImageCheck(None, f"corrupt image: {type(err).__name__}: {err}")
 
 
 def _verify_with_pil(path: Path) -> ImageCheck:
@@ -113,7 +113,7 @@ def _check_jpeg_end(path: Path, shape: tuple[int, int]) -> ImageCheck:
     try:
         with Image.open(path) as im:
             im.load()
-    except (OSError, SyntaxError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - any decoding failure here means the data ends too early
         return ImageCheck(None, f"truncated JPEG: {err}")
     return ImageCheck(shape, warning="JPEG has bytes after its end marker; repaired in memory, file left unchanged")
 
@@ -140,13 +140,23 @@ def load_image_bgr(path: str | Path) -> np.ndarray:
     except OSError as err:
         raise DatasetError(f"{path}: cannot read image: {err.strerror or err}") from None
     buffer = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None  # applies EXIF orientation
+    image = _cv2_decode(buffer, cv2.IMREAD_COLOR)  # applies EXIF orientation
     if image is not None and not str(path).lower().endswith(".pfm"):
         return image
-    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH) if buffer.size else None
+    image = _cv2_decode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
     if image is not None and image.dtype.kind == "f":
         return _float_to_bgr(image)
     return _decode_with_pil(data, path)
+
+
+def _cv2_decode(buffer: np.ndarray, flags: int) -> np.ndarray | None:
+    """``cv2.imdecode`` that returns None instead of raising (OpenCV raises for some malformed headers)."""
+    if not buffer.size:
+        return None
+    try:
+        return cv2.imdecode(buffer, flags)
+    except cv2.error:
+        return None
 
 
 def _float_to_bgr(image: np.ndarray) -> np.ndarray:
@@ -164,7 +174,7 @@ def _decode_with_pil(data: bytes, path: str | Path) -> np.ndarray:
             if im.mode not in _PIL_DIRECT_MODES:
                 im = im.convert("RGB")  # CMYK, palette, alpha, YCbCr, ...
             array = np.asarray(im)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except Exception as err:  # noqa: BLE001 - whatever PIL raises, the image cannot be decoded
         raise DatasetError(f"{path}: cannot decode image: {err}") from None
     if array.dtype.kind == "f":
         return _float_to_bgr(array)

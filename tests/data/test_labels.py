@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from lightning_yolo.data.cache import CACHE_ENV, label_cache_path
+from lightning_yolo.data.config import DatasetError
 from lightning_yolo.data.images import load_image_bgr, verify_image
 from lightning_yolo.data.labels import COORD_TOLERANCE, LabelError, format_labels, parse_label_file, parse_label_text
 from lightning_yolo.data.scan import scan_split
@@ -223,8 +224,6 @@ def test_grey_image_values_are_kept(tmp_path: Path) -> None:
 
 
 def test_load_of_a_missing_file_names_it(tmp_path: Path) -> None:
-    from lightning_yolo.data.config import DatasetError
-
     with pytest.raises(DatasetError, match="gone.jpg"):
         load_image_bgr(tmp_path / "gone.jpg")
 
@@ -288,3 +287,35 @@ def test_a_damaged_cache_file_is_ignored_and_rewritten(tiny_yaml: Path) -> None:
     label_cache_path([root]).write_text("{ not json")
     assert not _scan(root).from_cache
     assert _scan(root).from_cache
+
+
+VALID = {
+    "a.jpg": cv2.imencode(".jpg", RGB)[1].tobytes(),
+    "a.png": cv2.imencode(".png", RGB)[1].tobytes(),
+    "a.webp": cv2.imencode(".webp", RGB)[1].tobytes(),
+    "a.bmp": cv2.imencode(".bmp", RGB)[1].tobytes(),
+    "a.tif": cv2.imencode(".tiff", RGB)[1].tobytes(),
+}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.sampled_from(sorted(VALID)),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=6),
+    st.integers(0, 10**6),
+)
+def test_damaged_images_are_reported_never_raised(tmp_path: Path, name: str, edits: list, cut: int) -> None:
+    data = bytearray(VALID[name])
+    for offset, value in edits:
+        data[offset % len(data)] = value
+    path = tmp_path / name
+    path.write_bytes(bytes(data[: max(len(data) - cut % (len(data) + 1), 0)]))
+    check = verify_image(path)
+    if check.shape is None:
+        assert check.error
+        return
+    try:
+        img = load_image_bgr(path)
+    except DatasetError:
+        return  # the dataset replaces such an image and counts it
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
