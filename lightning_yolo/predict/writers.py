@@ -1,0 +1,189 @@
+"""What a prediction run writes: annotated pictures and videos, YOLO txt labels, crops and a COCO-style JSON.
+
+Every function takes detections as ``(n, 6)`` rows ``[x1, y1, x2, y2, conf, cls]`` in the pixels of the picture
+they belong to (what :class:`~lightning_yolo.predict.predictor.Predictor` returns).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from lightning_yolo.ops.boxes import clip_boxes, xyxy_to_xywh, xyxy_to_xywhn
+from lightning_yolo.plots import class_color
+
+__all__ = [
+    "CocoCollector",
+    "VideoSink",
+    "annotate",
+    "crop_box",
+    "line_width",
+    "save_crops",
+    "write_image",
+    "write_txt",
+    "yolo_txt_lines",
+]
+
+LOGGER = logging.getLogger("lightning_yolo")
+
+_TEXT_COLOR = (255, 255, 255)
+CROP_GAIN = 1.02  # crops are 2 % larger than the box ...
+CROP_PAD = 10  # ... plus 10 px, as YOLOv5 saves them
+DEFAULT_FPS = 30.0  # for videos that report no frame rate
+
+
+def line_width(shape: tuple[int, ...]) -> int:
+    """Box line width for a picture of ``shape`` (H, W, ...): 0.3 % of its mean side, at least 2 px."""
+    return max(round((shape[0] + shape[1]) / 2 * 0.003), 2)
+
+
+def _draw_box(image: np.ndarray, box: list[float], label: str, color: tuple[int, int, int], lw: int) -> None:
+    """A rectangle with a filled label tag above it (inside the box when the top edge has no room)."""
+    p1, p2 = (int(box[0]), int(box[1])), (int(box[2]), int(box[3]))
+    cv2.rectangle(image, p1, p2, color, thickness=lw, lineType=cv2.LINE_AA)
+    thickness = max(lw - 1, 1)
+    (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, lw / 3, thickness)
+    outside = p1[1] - th - 3 >= 0
+    x = max(min(p1[0], image.shape[1] - tw), 0)  # keep the tag inside the picture at its right edge
+    p1 = (x, p1[1])
+    tag_end = (p1[0] + tw, p1[1] - th - 3 if outside else p1[1] + th + 3)
+    cv2.rectangle(image, p1, tag_end, color, -1, cv2.LINE_AA)
+    text_y = p1[1] - 2 if outside else p1[1] + th + 2
+    cv2.putText(image, label, (p1[0], text_y), cv2.FONT_HERSHEY_SIMPLEX, lw / 3, _TEXT_COLOR, thickness, cv2.LINE_AA)
+
+
+def annotate(image: np.ndarray, det: torch.Tensor, names: list[str]) -> np.ndarray:
+    """A copy of a BGR picture with each detection drawn as a box labelled ``name conf`` in its class colour."""
+    out = image.copy()
+    lw = line_width(out.shape)
+    for *box, conf, cls in reversed(det.tolist()):  # lowest confidence first, so the best is drawn on top
+        c = int(cls)
+        name = names[c] if 0 <= c < len(names) else str(c)
+        _draw_box(out, box, f"{name} {conf:.2f}", class_color(c, bgr=True), lw)
+    return out
+
+
+def yolo_txt_lines(det: torch.Tensor, shape: tuple[int, ...], save_conf: bool = False) -> list[str]:
+    """YOLO label lines ``cls x y w h [conf]`` (normalised centre boxes) for a picture of ``shape`` (H, W, ...)."""
+    if not len(det):
+        return []
+    xywhn = xyxy_to_xywhn(det[:, :4].clone(), w=shape[1], h=shape[0])
+    lines = []
+    for (x, y, w, h), conf, cls in zip(xywhn.tolist(), det[:, 4].tolist(), det[:, 5].tolist(), strict=True):
+        values = [int(cls), x, y, w, h] + ([conf] if save_conf else [])
+        lines.append(" ".join(f"{v:g}" for v in values))
+    return lines
+
+
+def write_txt(path: Path, det: torch.Tensor, shape: tuple[int, ...], save_conf: bool = False) -> None:
+    """Write the YOLO label file of one picture (an empty file when nothing was detected)."""
+    lines = yolo_txt_lines(det, shape, save_conf)
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def crop_box(image: np.ndarray, box: list[float], gain: float = CROP_GAIN, pad: int = CROP_PAD) -> np.ndarray:
+    """The part of ``image`` under an xyxy box, enlarged by ``gain`` and ``pad`` pixels and clipped to the image."""
+    xywh = xyxy_to_xywh(torch.tensor([box], dtype=torch.float32))
+    xywh[:, 2:] = xywh[:, 2:] * gain + pad
+    xyxy = clip_boxes(torch.cat((xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2), 1), image.shape)
+    x1, y1, x2, y2 = (int(v) for v in xyxy[0].tolist())
+    return image[y1:y2, x1:x2].copy()
+
+
+def save_crops(folder: Path, stem: str, image: np.ndarray, det: torch.Tensor, names: list[str]) -> int:
+    """Save each detection's crop as ``folder/<class name>/<stem>[_k].jpg``; returns how many were written."""
+    written = 0
+    for k, (*box, _, cls) in enumerate(det.tolist()):
+        c = int(cls)
+        crop = crop_box(image, box)
+        if crop.size == 0:
+            continue
+        target = folder / (names[c] if 0 <= c < len(names) else str(c))
+        target.mkdir(parents=True, exist_ok=True)
+        write_image(target / (f"{stem}.jpg" if k == 0 else f"{stem}_{k}.jpg"), crop)
+        written += 1
+    return written
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    """Write a picture, failing loudly (``cv2.imwrite`` only returns False)."""
+    ok, data = cv2.imencode(path.suffix or ".jpg", image)
+    if not ok:
+        raise OSError(f"{path}: cannot encode the picture")
+    path.write_bytes(data.tobytes())
+
+
+class CocoCollector:
+    """Detections of a run as COCO-style records ``{image_id, category_id, category_name, bbox, score}``.
+
+    ``bbox`` is ``[x_min, y_min, width, height]`` in picture pixels; ``image_id`` is the file stem (an int when the
+    stem is a number, as COCO file names are), with ``_<frame>`` for video frames; ``category_id`` is the class id.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.records: list[dict[str, Any]] = []
+
+    def add(self, image_id: str, det: torch.Tensor) -> None:
+        """Add the detections of one picture."""
+        key: str | int = int(image_id) if image_id.isnumeric() else image_id
+        boxes = det[:, :4].clone()
+        boxes[:, 2:] -= boxes[:, :2]  # xyxy -> top-left xywh
+        for box, conf, cls in zip(boxes.tolist(), det[:, 4].tolist(), det[:, 5].tolist(), strict=True):
+            c = int(cls)
+            name = self.names[c] if 0 <= c < len(self.names) else str(c)
+            bbox = [round(v, 3) for v in box]
+            self.records.append(
+                {"image_id": key, "category_id": c, "category_name": name, "bbox": bbox, "score": round(conf, 5)}
+            )
+
+    def save(self, path: Path) -> Path:
+        """Write the records as a JSON list (atomically)."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.records), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+
+class VideoSink:
+    """Annotated frames written to one video per source video (``<stem>.mp4``, codec mp4v; MJPG ``.avi`` when
+    this OpenCV build cannot write mp4v)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._writers: dict[Path, tuple[cv2.VideoWriter, Path]] = {}
+
+    def write(self, source: Path, frame: np.ndarray, fps: float) -> Path:
+        """Append a frame to the video made for ``source``; returns the output path."""
+        if source not in self._writers:
+            self._writers[source] = self._open(source.stem, frame.shape, fps or DEFAULT_FPS)
+        writer, path = self._writers[source]
+        writer.write(frame)
+        return path
+
+    def _open(self, stem: str, shape: tuple[int, ...], fps: float) -> tuple[cv2.VideoWriter, Path]:
+        size = (shape[1], shape[0])
+        for suffix, codec in ((".mp4", "mp4v"), (".avi", "MJPG")):
+            path = self.folder / f"{stem}{suffix}"
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
+            if writer.isOpened():
+                return writer, path
+            writer.release()
+            path.unlink(missing_ok=True)
+        raise OSError(f"{self.folder / stem}: OpenCV cannot write a video here (tried mp4v and MJPG)")
+
+    def close(self) -> list[Path]:
+        """Finish every video; returns their paths."""
+        paths = []
+        for writer, path in self._writers.values():
+            writer.release()
+            paths.append(path)
+        self._writers.clear()
+        return paths
