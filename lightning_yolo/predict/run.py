@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from lightning_yolo.models.weights import WeightsError
-from lightning_yolo.predict.predictor import Detector, PredictSettings, Predictor, load_detector
+from lightning_yolo.predict.predictor import Detector, Predictor, PredictSettings, load_detector
 from lightning_yolo.predict.sources import Frame, FrameReader, SourceError, resolve_sources
-from lightning_yolo.predict.writers import CocoCollector, VideoSink, write_image, annotate, save_crops, write_txt
+from lightning_yolo.predict.writers import CocoCollector, VideoSink, annotate, save_crops, write_image, write_txt
 from lightning_yolo.runs import new_run_dir
 
 __all__ = ["PredictionRun", "build_parser", "main", "parse_device"]
@@ -118,7 +118,8 @@ def _describe(det: torch.Tensor, names: list[str]) -> str:
     if not len(det):
         return "no detections"
     classes, counts = det[:, 5].int().unique(return_counts=True)
-    return ", ".join(f"{n} {names[c] if c < len(names) else c}" for c, n in zip(classes.tolist(), counts.tolist()))
+    pairs = zip(classes.tolist(), counts.tolist(), strict=True)
+    return ", ".join(f"{n} {names[c] if c < len(names) else c}" for c, n in pairs)
 
 
 def _batches(frames: FrameReader, size: int) -> Iterator[list[Frame]]:
@@ -133,9 +134,7 @@ def _batches(frames: FrameReader, size: int) -> Iterator[list[Frame]]:
 
 
 def _run(args: argparse.Namespace, detector: Detector, reader: FrameReader) -> PredictionRun:
-    settings = PredictSettings(
-        args.imgsz, args.conf, args.iou, args.max_det, args.classes, args.agnostic, args.augment
-    )
+    settings = PredictSettings(args.imgsz, args.conf, args.iou, args.max_det, args.classes, args.agnostic, args.augment)
     predictor = Predictor(detector, settings)
     run = PredictionRun(new_run_dir(args.project, args.name, args.exist_ok), detector.names, args)
     try:
