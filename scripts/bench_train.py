@@ -1,0 +1,249 @@
+"""Training throughput: lightning_yolo's ``fit`` beside YOLOv5's ``train.py``, same CPU, model, data and settings.
+
+Both sides train the same architecture from scratch (default yolov5n, 320 px, batch 16, ``hyp.scratch-low``,
+matched loader workers, validation off, no AutoAnchor) on the same writable copy of a YOLOv5-format dataset, and
+time every training batch from the end of one to the end of the next. The first ``--skip`` batches (start-up,
+first decodes) are dropped; of the next ``--batches``, intervals that cross an epoch boundary are dropped too
+(epoch ends do different work on each side: checkpoints, final-epoch validation), so the figure is steady-state
+images per second inside epochs. Each side stops itself once its batches are measured.
+
+- lightning_yolo: the Python API with the objects ``python -m lightning_yolo fit`` builds (``YOLODataModule``,
+  ``YOLOModule`` with the linked nc / names / imgsz / batch size, a ``Trainer`` with the CLI's defaults:
+  no logger, no sanity validation) plus a timing callback; ``limit_val_batches=0``.
+- YOLOv5: its ``train.main(opt, callbacks)`` imported from the checkout, ``--noval --nosave --noplots
+  --noautoanchor``, with an ``on_train_batch_end`` timing hook that sets ``stop_training`` when done.
+
+    .venv/bin/python scripts/bench_train.py --side both --yolov5 /tmp/yolov5 --yolov5-python /tmp/yv5venv/bin/python
+
+One invocation with ``--side ours`` or ``--side yolov5`` measures one side and prints one ``RESULT {json}`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench_loader import (
+    RESULT_PREFIX,
+    SCRATCH_LOW_AUGMENT,
+    SOURCE_DATA,
+    WORK_DIR,
+    bench_env,
+    environment_facts,
+    prepare_dataset,
+    print_summary,
+    run_measurement,
+    side_command,
+    tree_cpu_seconds,
+)
+
+
+class BatchClock:
+    """Times of batch ends, tagged with their epoch; summarises the steady-state window.
+
+    Args:
+        skip: Batch ends before the window starts.
+        batches: Batch intervals in the window (the window spans ``batches + 1`` batch ends).
+        batch_size: Images per batch.
+    """
+
+    def __init__(self, skip: int, batches: int, batch_size: int) -> None:
+        self.skip, self.batches, self.batch_size = skip, batches, batch_size
+        self.ticks: list[tuple[int, float, float]] = []  # (epoch, wall seconds, CPU seconds of the process tree)
+        self.epoch = -1
+
+    def start_epoch(self, epoch: int | None = None) -> None:
+        """Tag the following batch ends with ``epoch`` (default: the next epoch number)."""
+        self.epoch = self.epoch + 1 if epoch is None else epoch
+
+    @property
+    def done(self) -> bool:
+        """True once the whole window has been recorded."""
+        return len(self.ticks) >= self.skip + self.batches + 1
+
+    def tick(self) -> None:
+        """Record the end of a training batch."""
+        self.ticks.append((self.epoch, time.perf_counter(), tree_cpu_seconds()))
+
+    def summary(self) -> dict[str, Any]:
+        """Images/s over the window's same-epoch intervals (mean rate, and from the median interval), CPU ms/image."""
+        window = self.ticks[self.skip : self.skip + self.batches + 1]
+        pairs = [(a, b) for a, b in zip(window[:-1], window[1:], strict=True) if a[0] == b[0]]
+        if not pairs:
+            raise RuntimeError(f"no batch intervals measured ({len(self.ticks)} batch ends recorded)")
+        wall = [b[1] - a[1] for a, b in pairs]
+        cpu = sum(b[2] - a[2] for a, b in pairs)
+        return {
+            "images_per_s": self.batch_size * len(wall) / sum(wall),
+            "images_per_s_median_batch": self.batch_size / statistics.median(wall),
+            "seconds_per_batch": sum(wall) / len(wall),
+            "cpu_ms_per_image": 1000 * cpu / (self.batch_size * len(wall)),
+            "intervals": len(wall),
+            "batch_ends": len(self.ticks),
+        }
+
+
+# ---------------------------------------------------------------------------------------------------- sides
+def _lightning_timer(clock: BatchClock) -> Any:
+    """A Lightning callback ticking ``clock`` and stopping the Trainer once it is done."""
+    import pytorch_lightning as pl
+
+    class BatchTimer(pl.Callback):
+        def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            clock.start_epoch(trainer.current_epoch)
+
+        def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+            clock.tick()
+            if clock.done:
+                trainer.should_stop = True
+
+    return BatchTimer()
+
+
+def measure_ours(args: argparse.Namespace, data_yaml: Path, clock: BatchClock) -> None:
+    """Train with lightning_yolo as ``fit`` would, timed by ``clock``."""
+    import pytorch_lightning as pl
+
+    from lightning_yolo.data.datamodule import YOLODataModule
+    from lightning_yolo.module import YOLOModule
+
+    pl.seed_everything(0)
+    dm = YOLODataModule(
+        data=str(data_yaml),
+        imgsz=args.imgsz,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        albumentations=args.albumentations,
+        **SCRATCH_LOW_AUGMENT,
+    )
+    model = YOLOModule(cfg=args.cfg, nc=dm.nc, names=dm.names, imgsz=dm.imgsz, batch_size=dm.batch_size)
+    trainer = pl.Trainer(
+        max_epochs=args.epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        enable_checkpointing=False,
+        callbacks=[_lightning_timer(clock)],
+        default_root_dir=str(Path(args.work_dir) / "runs_ours"),
+    )
+    trainer.fit(model, datamodule=dm)
+
+
+def measure_yolov5(args: argparse.Namespace, data_yaml: Path, clock: BatchClock) -> None:
+    """Train with YOLOv5's ``train.py`` from ``--yolov5``, timed by ``clock`` through its callback hooks."""
+    checkout = str(Path(args.yolov5).resolve())
+    sys.path.insert(0, checkout)  # YOLOv5 is not a package: its modules import each other as top-level names
+    import train as yolov5_train
+    from utils.callbacks import Callbacks
+
+    sys.argv = ["train.py", *yolov5_argv(args, data_yaml)]
+    opt = yolov5_train.parse_opt(known=True)
+    callbacks = Callbacks()
+
+    def batch_end(*_: Any) -> None:
+        clock.tick()
+        callbacks.stop_training = clock.done
+
+    callbacks.register_action("on_train_epoch_start", callback=lambda *_: clock.start_epoch())
+    callbacks.register_action("on_train_batch_end", callback=batch_end)
+    yolov5_train.main(opt, callbacks=callbacks)
+
+
+def yolov5_argv(args: argparse.Namespace, data_yaml: Path) -> list[str]:
+    """``train.py`` arguments matching the lightning_yolo side."""
+    return [
+        *("--cfg", args.cfg, "--weights", "", "--data", str(data_yaml)),
+        *("--img", str(args.imgsz), "--batch-size", str(args.batch_size), "--epochs", str(args.epochs)),
+        *("--workers", str(args.workers), "--device", "cpu"),
+        *("--noval", "--nosave", "--noplots", "--noautoanchor"),
+        *("--project", str(Path(args.work_dir) / "runs_yolov5"), "--name", "exp", "--exist-ok"),
+    ]
+
+
+def run_side(args: argparse.Namespace) -> None:
+    """Measure one side and print one ``RESULT {json}`` line."""
+    data_yaml = prepare_dataset(Path(args.data), Path(args.work_dir) / f"data_x{args.repeat}", args.repeat)
+    clock = BatchClock(args.skip, args.batches, args.batch_size)
+    (measure_ours if args.side == "ours" else measure_yolov5)(args, data_yaml, clock)
+    result = clock.summary()
+    result.update(side=args.side, workers=args.workers, setting="train", **environment_facts())
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------- driver
+def drive(args: argparse.Namespace, forwarded: list[str]) -> None:
+    """Alternate the two sides for ``--runs`` rounds, then print the medians and the ratio."""
+    script, work_dir = Path(__file__).resolve(), Path(args.work_dir)
+    prepare_dataset(Path(args.data), work_dir / f"data_x{args.repeat}", args.repeat)
+    env, rows = bench_env(work_dir), []
+    pythons = {"ours": args.ours_python, "yolov5": args.yolov5_python}
+    for round_ in range(args.runs):
+        for side in ("ours", "yolov5") if round_ % 2 == 0 else ("yolov5", "ours"):
+            command = side_command(side, script, pythons[side], [*forwarded, "--yolov5", args.yolov5])
+            row = run_measurement(command, env, work_dir / "logs" / f"train_{side}_r{round_}.log")
+            rows.append(row)
+            print(
+                f"round {round_} {side:6s}: {row['images_per_s']:.2f} img/s "
+                f"(median batch {row['images_per_s_median_batch']:.2f} img/s, {row['cpu_ms_per_image']:.0f} CPU "
+                f"ms/img, {row['intervals']} intervals, load {row['loadavg']:.2f}, "
+                f"torch threads {row['torch_threads']})",
+                flush=True,
+            )
+    print_summary(rows, "workers")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """Parse the command line; also return the settings a driver forwards to every measurement."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--side", choices=("ours", "yolov5", "both"), default="both", help="side to measure")
+    p.add_argument("--yolov5", default="/tmp/yolov5", help="YOLOv5 checkout (work tree) for --side yolov5")
+    p.add_argument("--yolov5-python", default="/tmp/yv5venv/bin/python", help="interpreter of the YOLOv5 side")
+    p.add_argument("--ours-python", default=sys.executable, help="interpreter of the lightning_yolo side")
+    p.add_argument("--data", default=str(SOURCE_DATA), help="source dataset yaml (copied, never written)")
+    p.add_argument("--work-dir", default=str(WORK_DIR), help="dataset copies, caches, runs and logs")
+    p.add_argument("--repeat", type=int, default=4, help="copies of the dataset's images in the benchmark set")
+    p.add_argument("--cfg", default="yolov5n.yaml", help="architecture yaml (both sides ship the same names)")
+    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=2, help="loader workers (both sides)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs of the schedule (runs stop once measured)")
+    p.add_argument("--skip", type=int, default=8, help="batches before the measured window")
+    p.add_argument("--batches", type=int, default=40, help="batch intervals in the measured window")
+    p.add_argument("--runs", type=int, default=3, help="rounds of the driver (median reported)")
+    p.add_argument(
+        "--albumentations",
+        action="store_true",
+        help="lightning_yolo: also apply the albumentations "
+        "extras (YOLOv5 applies them only when albumentations is installed, which its requirements omit)",
+    )
+    args = p.parse_args(argv)
+    forwarded = [
+        *("--data", args.data, "--work-dir", args.work_dir, "--repeat", str(args.repeat), "--cfg", args.cfg),
+        *("--imgsz", str(args.imgsz), "--batch-size", str(args.batch_size), "--workers", str(args.workers)),
+        *("--epochs", str(args.epochs), "--skip", str(args.skip), "--batches", str(args.batches)),
+        *(["--albumentations"] if args.albumentations else []),
+    ]
+    return args, forwarded
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Measure one side, or drive both."""
+    args, forwarded = parse_args(argv)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    if args.side == "both":
+        drive(args, forwarded)
+    else:
+        run_side(args)
+
+
+if __name__ == "__main__":
+    main()
