@@ -1,0 +1,96 @@
+"""Prediction sources: what each kind of source names, and how missing, empty and unreadable ones are reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from lightning_yolo.predict.sources import FrameReader, SourceError, resolve_sources
+
+
+def _image(path: Path, h: int = 48, w: int = 64) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((h, w, 3), 90, np.uint8))
+    return path
+
+
+def write_video(path: Path, frames: int = 5, size: tuple[int, int] = (96, 64)) -> Path:
+    """An MJPG .avi of ``frames`` frames of ``size`` (width, height) with a moving square."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, size)
+    for i in range(frames):
+        frame = np.full((size[1], size[0], 3), 40, np.uint8)
+        cv2.rectangle(frame, (5 + 4 * i, 10), (35 + 4 * i, 50), (0, 200, 255), -1)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_single_image_and_folder_in_sorted_order_without_other_files(tmp_path: Path) -> None:
+    b, a = _image(tmp_path / "b.jpg"), _image(tmp_path / "a.png")
+    (tmp_path / "notes.md").write_text("not a picture")
+    _image(tmp_path / "sub" / "c.jpg")  # folders are not searched recursively
+    assert resolve_sources(b) == [b]
+    assert resolve_sources(tmp_path) == [a, b]
+
+
+def test_glob_pattern_recurses_with_double_star(tmp_path: Path) -> None:
+    a, c = _image(tmp_path / "a.jpg"), _image(tmp_path / "sub" / "c.jpg")
+    assert resolve_sources(str(tmp_path / "*.jpg")) == [a]
+    assert resolve_sources(str(tmp_path / "**" / "*.jpg")) == sorted([a, c])
+
+
+def test_txt_list_resolves_relative_entries_and_skips_blank_lines(tmp_path: Path) -> None:
+    a, b = _image(tmp_path / "img" / "a.jpg"), _image(tmp_path / "img" / "b.jpg")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"img/a.jpg\n\n{b}\n")
+    assert resolve_sources(listing) == [a, b]
+
+
+def test_txt_list_with_missing_entry_names_file_and_line(tmp_path: Path) -> None:
+    _image(tmp_path / "a.jpg")
+    listing = tmp_path / "list.txt"
+    listing.write_text("a.jpg\nmissing.jpg\n")
+    with pytest.raises(SourceError, match=r"list\.txt:2: 'missing\.jpg' does not exist"):
+        resolve_sources(listing)
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty_folder", "glob_no_match", "wrong_suffix"])
+def test_unusable_sources_raise_naming_the_path(tmp_path: Path, kind: str) -> None:
+    source = {
+        "missing": tmp_path / "nope.jpg",
+        "empty_folder": tmp_path / "empty",
+        "glob_no_match": tmp_path / "*.png",
+        "wrong_suffix": tmp_path / "data.csv",
+    }[kind]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "data.csv").write_text("1,2\n")
+    with pytest.raises(SourceError, match=str(source).replace("*", r"\*").replace(".", r"\.")):
+        resolve_sources(source)
+
+
+def test_unreadable_images_are_skipped_and_counted(tmp_path: Path) -> None:
+    good = _image(tmp_path / "good.jpg")
+    (tmp_path / "text.jpg").write_text("this is not a jpeg")
+    (tmp_path / "empty.png").write_bytes(b"")
+    reader = FrameReader(resolve_sources(tmp_path))
+    frames = list(reader)
+    assert [f.path for f in frames] == [good]
+    assert frames[0].image.shape == (48, 64, 3) and frames[0].frame == 0
+    assert sorted(p.name for p, _ in reader.skipped) == ["empty.png", "text.jpg"]
+
+
+def test_video_frames_are_numbered_from_one(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "clip.avi", frames=5)
+    frames = list(FrameReader(resolve_sources(video)))
+    assert [f.frame for f in frames] == [1, 2, 3, 4, 5]
+    assert all(f.is_video and f.image.shape == (64, 96, 3) for f in frames)
+
+
+def test_unreadable_video_is_skipped(tmp_path: Path) -> None:
+    (tmp_path / "broken.mp4").write_bytes(b"\x00" * 100)
+    reader = FrameReader(resolve_sources(tmp_path))
+    assert list(reader) == []
+    assert [p.name for p, _ in reader.skipped] == ["broken.mp4"]
