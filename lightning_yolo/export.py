@@ -114,8 +114,6 @@ def _export(args: argparse.Namespace) -> Path:
     model.model[-1]._grids.clear()  # cell grids must be built inside the traced graph, not taken from a cache
     example = _example_input(args, detector.stride, device)
     example = example.half() if args.half else example
-    model(example)  # one forward before tracing, as shapes and strides are probed lazily nowhere else
-    model.model[-1]._grids.clear()
     path = Path(args.output) if args.output else Path(args.weights).with_suffix(FORMATS[args.format])
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = _metadata(detector.names, detector.stride, example.shape[2:])
