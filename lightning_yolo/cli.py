@@ -1,4 +1,4 @@
-"""Command line: ``python -m lightning_yolo fit | validate | test --config X.yaml`` and ``convert``.
+"""Command line: ``python -m lightning_yolo fit | validate | test --config X.yaml``, and ``predict | export | convert``.
 
 The LightningCLI builds the data module first; its class names and count flow to the model by argument links,
 as do the image and batch sizes that the loss gains and the nominal-batch accumulation depend on. Every run writes
@@ -20,12 +20,13 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from lightning_yolo.callbacks.checkpoint import run_checkpoints
 from lightning_yolo.callbacks.results import ResultsCSV
 from lightning_yolo.data.datamodule import YOLODataModule
+from lightning_yolo.models.yolo import load_config
 from lightning_yolo.module import YOLOModule
 from lightning_yolo.runs import RunError, last_checkpoint, new_run_dir, run_dir_of_checkpoint
 
 log = logging.getLogger("lightning_yolo")
 
-DEFAULT_PROJECT = {"fit": "runs/train", "validate": "runs/val", "test": "runs/test", "predict": "runs/predict"}
+DEFAULT_PROJECT = {"fit": "runs/train", "validate": "runs/val", "test": "runs/test"}
 
 
 class CheckpointError(Exception):
@@ -47,13 +48,29 @@ def check_checkpoint(path: Path) -> None:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict); use --model.weights for weights")
 
 
+def max_stride(cfg: str | dict) -> int:
+    """The largest output stride of an architecture, from its YAML alone: 32 for P5 models, 64 for P6.
+
+    The data module pads images to multiples of it; reading it from the YAML keeps the data module independent
+    of the model (levels P3..P(2+nl) have strides 2**3 .. 2**(2+nl)).
+    """
+    arch, _ = load_config(cfg)
+    detect_inputs = arch["head"][-1][0]
+    return 2 ** (2 + len(detect_inputs))
+
+
 class YOLOCLI(LightningCLI):
     """LightningCLI with the data -> model links, YOLOv5-style run folders and safe checkpoint loading."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # `predict` is the detect.py-style tool in TOOLS (files, folders, videos), not Trainer.predict.
+        return {k: v for k, v in LightningCLI.subcommands().items() if k in ("fit", "validate", "test")}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.nc", "model.nc", apply_on="instantiate")
         parser.link_arguments("data.names", "model.names", apply_on="instantiate")
-        parser.link_arguments("data.imgsz", "model.imgsz")
+        parser.link_arguments("data.imgsz", "model.imgsz", apply_on="instantiate")  # rounded to the stride
         parser.link_arguments("data.batch_size", "model.batch_size")
         parser.add_argument("--project", type=str | None, default=None, help="Parent folder of run folders.")
         parser.add_argument("--name", type=str, default="exp", help="Run folder name (numbered when it exists).")
@@ -67,6 +84,7 @@ class YOLOCLI(LightningCLI):
         project = config.get("project") or DEFAULT_PROJECT.get(subcommand, "runs/other")
         run_dir = self._resolve_run(config, Path(project), subcommand)
         config.trainer.default_root_dir = str(run_dir)
+        config.data.stride = max_stride(config.model.cfg)
         if config.get("weights_only") is None:
             config.weights_only = True
         callbacks: list[Any] = []
@@ -102,16 +120,36 @@ def _known_errors() -> tuple[type[Exception], ...]:
     return (*KNOWN_ERRORS, DatasetError, WeightsError)
 
 
+def _convert() -> Any:
+    from lightning_yolo.convert import main as convert_main
+
+    return convert_main
+
+
+def _predict() -> Any:
+    from lightning_yolo.predict import main as predict_main
+
+    return predict_main
+
+
+def _export() -> Any:
+    from lightning_yolo.export import main as export_main
+
+    return export_main
+
+
+TOOLS = {"convert": _convert, "predict": _predict, "export": _export}
+"""Subcommands outside LightningCLI (no Trainer): each maps to a function returning its ``main(argv) -> int``."""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; known input errors exit with status 2 and one message, no traceback."""
     args = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # The EMA copy is deliberately kept in eval mode; Lightning would warn about it at every fit start.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-    if args and args[0] == "convert":
-        from lightning_yolo.convert import main as convert_main
-
-        sys.exit(convert_main(args[1:]))
+    if args and args[0] in TOOLS:
+        sys.exit(TOOLS[args[0]]()(args[1:]))
     try:
         YOLOCLI(
             YOLOModule,
@@ -122,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
             trainer_defaults={"max_epochs": 100, "logger": False, "num_sanity_val_steps": 0},
             parser_kwargs={
                 "description": "lightning_yolo: YOLOv5 training on PyTorch Lightning. "
-                "Also: `python -m lightning_yolo convert --help`."
+                "Also: `python -m lightning_yolo predict|export|convert --help`."
             },
         )
     except _known_errors() as err:
