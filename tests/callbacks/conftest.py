@@ -139,7 +139,7 @@ def callback_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallbackR
 
 
 # ------------------------------------------------------------------------------------------------ offline W&B runs
-def read_wandb_records(path: Path) -> list[Any]:
+def _read_wandb_records(path: Path) -> list[Any]:
     """Every record of an offline ``run-<id>.wandb`` file, as ``wandb_internal_pb2.Record`` messages.
 
     The file is a ``:W&B`` header (4 magic bytes, 2 bytes, a version byte) followed by a LevelDB-style log:
@@ -165,10 +165,22 @@ def read_wandb_records(path: Path) -> list[Any]:
     return records
 
 
-def wandb_history(records: list[Any]) -> list[dict[str, str]]:
+def _wandb_history(records: list[Any]) -> list[dict[str, str]]:
     """The history rows of a run's records, each a dict of key -> JSON value text."""
     rows = []
     for record in records:
         if record.WhichOneof("record_type") == "history":
             rows.append({item.key or "/".join(item.nested_key): item.value_json for item in record.history.item})
     return rows
+
+
+@pytest.fixture
+def read_wandb_records():
+    """``read_wandb_records(path) -> records``: the records of an offline ``.wandb`` file."""
+    return _read_wandb_records
+
+
+@pytest.fixture
+def wandb_history():
+    """``wandb_history(records) -> rows``: the history rows (key -> JSON text) among a run's records."""
+    return _wandb_history
