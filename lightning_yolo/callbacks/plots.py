@@ -9,8 +9,8 @@
 
 Validation batches and results are kept in memory at every validation (the first ``max_subplots`` images of
 each of the first batches) and drawn once at the end, so the pictures match the final metrics without drawing
-every epoch. W&B loggers receive the pictures as images (keys ``Labels``, ``Mosaics``, ``Validation``,
-``Results``); TensorBoard loggers receive the end-of-run pictures, as YOLOv5 does.
+every epoch. W&B loggers receive every picture (keys ``Labels/<name>``, ``Mosaics/<name>``,
+``Validation/<name>``, ``Results/<name>``); TensorBoard loggers receive the end-of-run pictures, as YOLOv5 does.
 """
 
 from __future__ import annotations
@@ -253,8 +253,11 @@ class RunPlots(Callback):
             return
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                captions = [p.name for p in paths]
-                logger.log_image(key, [str(p) for p in paths], step=trainer.global_step, caption=captions)
+                import wandb
+
+                # one key per picture ("Results/PR_curve"): W&B lays out a list of differently sized images badly
+                pictures = {f"{key}/{p.stem}": wandb.Image(str(p), caption=p.name) for p in paths}
+                logger.log_metrics(pictures, step=trainer.global_step)
             elif tensorboard and isinstance(logger, TensorBoardLogger):
                 for path in paths:
                     image = cv2.imread(str(path))  # BGR

@@ -34,12 +34,14 @@ class Fit:
 
 @dataclass
 class CallbackRun:
-    """The shared fit and its resumption."""
+    """The shared fit, its resumption, and a validate run of the result (pictures only, in ``val_dir``)."""
 
     run_dir: Path
     data_yaml: Path
     first: Fit
     resumed: Fit
+    val_dir: Path
+    val_plots: Any
 
 
 def bad_anchor_cfg() -> dict:
@@ -90,7 +92,9 @@ def _fit(run_dir: Path, data_yaml: Path, max_epochs: int, ckpt_path: Path | None
         "wandb": WandbLogging(max_images=4),
         "throughput": Throughput(),
     }
-    logger = WandbLogger(project="lightning_yolo_tests", save_dir=str(run_dir), name=run_dir.name, id=wandb_id)
+    logger = WandbLogger(
+        project="lightning_yolo_tests", save_dir=str(run_dir), name=run_dir.name, id=wandb_id, log_model=True
+    )
     trainer = pl.Trainer(
         accelerator="cpu",
         max_epochs=max_epochs,
@@ -105,6 +109,26 @@ def _fit(run_dir: Path, data_yaml: Path, max_epochs: int, ckpt_path: Path | None
     fit = Fit(module, trainer, callbacks, logger.experiment.id, module_anchors(module))
     wandb.finish()
     return fit
+
+
+def _validate(val_dir: Path, data_yaml: Path, module: Any) -> tuple[Path, Any]:
+    """``trainer.validate`` of a trained module with RunPlots only, as ``python -m lightning_yolo validate`` runs."""
+    import pytorch_lightning as pl
+
+    from lightning_yolo.callbacks.plots import RunPlots
+    from lightning_yolo.data.datamodule import YOLODataModule
+
+    plots = RunPlots()
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        default_root_dir=str(val_dir),
+        logger=False,
+        callbacks=[plots],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.validate(module, YOLODataModule(str(data_yaml), imgsz=64, batch_size=2, workers=0))
+    return val_dir, plots
 
 
 @pytest.fixture(scope="session")
@@ -133,7 +157,8 @@ def callback_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallbackR
             last = run_dir / "weights" / "last.ckpt"
             stored_id = wandb_run_id_from_checkpoint(last)  # what the CLI passes to the logger on resume
             resumed = _fit(run_dir, data_yaml, max_epochs=3, ckpt_path=last, wandb_id=stored_id)
-            yield CallbackRun(run_dir, data_yaml, first, resumed)
+            val_dir, val_plots = _validate(root / "runs" / "val" / "exp", data_yaml, resumed.module)
+            yield CallbackRun(run_dir, data_yaml, first, resumed, val_dir, val_plots)
     finally:
         torch.set_num_threads(threads)
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow  # all use the shared fit of conftest.py (one fit and one resumption in total)
+slow = pytest.mark.slow  # the shared fit of conftest.py (one fit, one resumption, one validate in total)
 
 # (width, height) in pixels, as YOLOv5 writes them (figure inches x dpi)
 FIXED_SIZES = {
@@ -32,24 +32,28 @@ def _read(path) -> np.ndarray:
     return image
 
 
+@slow
 def test_fit_writes_every_picture_with_content(callback_run):
     for name in [*FIXED_SIZES, *BATCH_PICTURES]:
         image = _read(callback_run.run_dir / name)
         assert image.std() > 1, f"{name} is blank"
 
 
+@slow
 @pytest.mark.parametrize("name", list(FIXED_SIZES))
 def test_picture_sizes_match_yolov5(callback_run, name):
     h, w = _read(callback_run.run_dir / name).shape[:2]
     assert (w, h) == FIXED_SIZES[name]
 
 
+@slow
 def test_training_mosaics_tile_the_batch(callback_run):
     # batch of 2 images of 64x64 -> a 2x2 grid of 64-px tiles (no shrinking below 1920 px)
     for i in range(3):
         assert _read(callback_run.run_dir / f"train_batch{i}.jpg").shape == (128, 128, 3)
 
 
+@slow
 def test_validation_mosaics_tile_the_rect_batches(callback_run):
     kept = callback_run.first.callbacks["plots"]._batches
     assert sorted(kept) == [0, 1, 2]  # 12 validation images in batches of 4
@@ -64,6 +68,7 @@ def test_validation_mosaics_tile_the_rect_batches(callback_run):
     assert np.abs(labels - preds).mean() > 0.5  # label boxes and predicted boxes differ
 
 
+@slow
 def test_confusion_matrix_has_background_and_counts_every_label(callback_run):
     module = callback_run.resumed.module
     nc = module.model.model[-1].nc
@@ -73,6 +78,7 @@ def test_confusion_matrix_has_background_and_counts_every_label(callback_run):
     assert matrix[:, :nc].sum(0).tolist() == module.last_results["instances_per_class"].tolist()
 
 
+@slow
 def test_curves_have_their_required_monotonicity(callback_run):
     curves = callback_run.resumed.callbacks["plots"]._curves
     assert curves is not None and len(curves.unique_classes) > 0
@@ -83,6 +89,7 @@ def test_curves_have_their_required_monotonicity(callback_run):
         assert y.min() >= 0 and y.max() <= 1
 
 
+@slow
 def test_results_picture_covers_every_epoch_including_the_resumed_one(callback_run):
     from lightning_yolo.plots.results import read_results_csv
 
@@ -91,9 +98,43 @@ def test_results_picture_covers_every_epoch_including_the_resumed_one(callback_r
     assert np.isfinite(columns["metrics/mAP_0.5"]).all()
 
 
+@slow
 def test_resumed_fit_redraws_the_final_pictures_but_not_the_first_batches(callback_run):
     first = {p.name for p in callback_run.first.callbacks["plots"].written}
     resumed = {p.name for p in callback_run.resumed.callbacks["plots"].written}
     assert {"train_batch0.jpg", "train_batch1.jpg", "train_batch2.jpg"} <= first
     assert not any(name.startswith("train_batch") for name in resumed)
     assert {"labels.jpg", "confusion_matrix.png", "PR_curve.png", "results.png"} <= resumed
+
+
+@slow
+def test_validate_run_draws_the_evaluation_pictures_at_its_end(callback_run):
+    written = {p.name for p in callback_run.val_plots.written}
+    expected = {f"val_batch{i}_{kind}.jpg" for i in range(3) for kind in ("labels", "pred")}
+    expected |= {"PR_curve.png", "F1_curve.png", "P_curve.png", "R_curve.png", "confusion_matrix.png"}
+    assert written == expected  # no labels, training batches or results.png outside a fit
+    for name in expected:
+        assert _read(callback_run.val_dir / name).std() > 1
+
+
+def test_pictures_reach_tensorboard(tmp_path):
+    from types import SimpleNamespace
+
+    from pytorch_lightning.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lightning_yolo.callbacks.plots import RunPlots
+
+    picture = tmp_path / "PR_curve.png"
+    cv2.imwrite(str(picture), np.full((30, 40, 3), (255, 0, 0), np.uint8))  # BGR blue
+    logger = TensorBoardLogger(tmp_path, name="", version="")
+    trainer = SimpleNamespace(loggers=[logger], global_step=7, current_epoch=2)
+    RunPlots()._log(trainer, "Results", [picture], tensorboard=True)
+    RunPlots()._log(trainer, "Labels", [picture], tensorboard=False)  # only end-of-run pictures go to TensorBoard
+    logger.finalize("success")
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    events.Reload()
+    assert events.Tags()["images"] == ["PR_curve"]
+    (image,) = events.Images("PR_curve")
+    decoded = cv2.imdecode(np.frombuffer(image.encoded_image_string, np.uint8), cv2.IMREAD_COLOR)
+    assert image.step == 2 and decoded.shape == (30, 40, 3) and decoded[0, 0].tolist() == [255, 0, 0]

@@ -123,16 +123,17 @@ def test_offline_run_holds_metric_history_pictures_boxes_table_and_config(
     trained = [row for row in history if "train/box_loss" in row]
     assert len(trained) == 2 and all(k in trained[0] for k in ("train/obj_loss", "train/cls_loss", "x/lr0"))
     assert any("x/images_per_s" in row for row in history)
-    logged = {key.split("/")[0] if key.startswith(("Labels", "Mosaics", "Validation", "Results")) else key
-              for row in history for key in row}  # fmt: skip
-    assert {"Labels", "Mosaics", "Validation", "Results", "val/predictions/_type", "val/classes/_type"} <= logged
+    logged = {key.rsplit("/", 1)[0] for row in history for key in row if key.endswith("/_type")}  # media keys
+    pictures = ["Labels/labels", "Labels/labels_correlogram", "Mosaics/train_batch2", "Validation/val_batch2_pred"]
+    pictures += ["Results/PR_curve", "Results/confusion_matrix", "Results/results"]
+    assert {*pictures, "val/predictions", "val/classes"} <= logged
     media = folder / "files" / "media"
     counts = {}
     for path in (media / "images").rglob("*.*"):
-        group = path.relative_to(media / "images").as_posix().split("_")[0]
+        group = path.relative_to(media / "images").parts[0]  # keys "Results/PR_curve" are stored in folders
         counts[group] = counts.get(group, 0) + 1
-    # RunPlots' pictures once each, and 4 images with boxes at each of the 2 validations
-    assert counts == {"Labels": 2, "Mosaics": 3, "Validation": 6, "Results": 6, "val/predictions": 8}
+    # RunPlots' pictures once each, and 4 images with boxes at each of the 2 validations ("val/predictions")
+    assert counts == {"Labels": 2, "Mosaics": 3, "Validation": 6, "Results": 6, "val": 8}
     assert len(list((media / "metadata" / "boxes2D" / "val").glob("*.json"))) == 8
     tables = sorted((media / "table" / "val").glob("classes_*.table.json"))
     assert len(tables) == 2
@@ -149,6 +150,11 @@ def test_offline_run_holds_metric_history_pictures_boxes_table_and_config(
     }
     assert json.loads(config["config"])["data"]["imgsz"] == 64  # the run folder's config.yaml
     assert json.loads(config["nc"]) == 4  # and the hyperparameters Lightning logs
+    artifacts = [
+        r.artifact for r in records if r.WhichOneof("record_type") == "artifact" and r.artifact.type == "model"
+    ]
+    assert {a.name for a in artifacts} == {f"model-{first.wandb_id}"}  # log_model=True: best and last at the end
+    assert {alias for a in artifacts for alias in a.aliases} >= {"best", "latest"}
 
 
 @pytest.mark.slow
