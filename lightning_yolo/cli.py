@@ -17,8 +17,12 @@ from typing import Any
 import torch
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from lightning_yolo.callbacks.autoanchor import AutoAnchor
 from lightning_yolo.callbacks.checkpoint import run_checkpoints
+from lightning_yolo.callbacks.plots import RunPlots
 from lightning_yolo.callbacks.results import ResultsCSV
+from lightning_yolo.callbacks.throughput import Throughput
+from lightning_yolo.callbacks.wandb import WandbLogging, configure_loggers_for_run
 from lightning_yolo.data.datamodule import YOLODataModule
 from lightning_yolo.models.yolo import load_config
 from lightning_yolo.module import YOLOModule
@@ -72,6 +76,10 @@ class YOLOCLI(LightningCLI):
         parser.link_arguments("data.names", "model.names", apply_on="instantiate")
         parser.link_arguments("data.imgsz", "model.imgsz", apply_on="instantiate")  # rounded to the stride
         parser.link_arguments("data.batch_size", "model.batch_size")
+        parser.add_lightning_class_args(AutoAnchor, "autoanchor")
+        parser.add_lightning_class_args(RunPlots, "plots")
+        parser.add_lightning_class_args(WandbLogging, "wandb")
+        parser.add_lightning_class_args(Throughput, "throughput")
         parser.add_argument("--project", type=str | None, default=None, help="Parent folder of run folders.")
         parser.add_argument("--name", type=str, default="exp", help="Run folder name (numbered when it exists).")
         parser.add_argument("--exist_ok", type=bool, default=False, help="Reuse an existing run folder.")
@@ -91,6 +99,8 @@ class YOLOCLI(LightningCLI):
         if subcommand == "fit":
             callbacks = [*run_checkpoints(run_dir), ResultsCSV(run_dir)]
         self.trainer_defaults["callbacks"] = callbacks
+        resume_from = config.get("ckpt_path") if subcommand == "fit" else None
+        configure_loggers_for_run(config.trainer.logger, run_dir, resume_from)
         log.info("run folder: %s", run_dir)
 
     def _resolve_run(self, config: Any, project: Path, subcommand: str) -> Path:
