@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# LIGHTNING_YOLO_SHARED_DIR points elsewhere (e.g. a missing folder, to check that those tests skip cleanly).
+SHARED = Path(os.environ.get("LIGHTNING_YOLO_SHARED_DIR", Path(__file__).resolve().parents[1].parent / "shared"))
 
 
 @pytest.fixture(scope="session")
