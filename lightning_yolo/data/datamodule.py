@@ -226,9 +226,10 @@ class YOLODataModule(LightningDataModule):
         dataset = self._dataset(split)
         batches, _ = rect_batches(dataset.shapes_hw, self._batch_size(split), self.imgsz, self.stride, VAL_PAD)
         world, rank = self._world()
-        return self._loader(BatchView(dataset), None, RectBatchSampler(batches, world, rank, shuffle=False))
+        sampler = RectBatchSampler(batches, world, rank, shuffle=False, placeholder=True)
+        return self._loader(BatchView(dataset), None, sampler, collate_fn=collate_or_empty)
 
-    def _loader(self, dataset: Any, batch_size: int | None, sampler: Any) -> DataLoader:
+    def _loader(self, dataset: Any, batch_size: int | None, sampler: Any, collate_fn: Any = collate) -> DataLoader:
         # as YOLOv5: the machine's CPUs are shared by its devices, and more workers than images per batch idle
         workers = min(self.workers, max((os.cpu_count() or 1) // self._devices_per_node(), 1), self.batch_size)
         return DataLoader(
@@ -236,7 +237,7 @@ class YOLODataModule(LightningDataModule):
             batch_size=batch_size,
             sampler=sampler,
             num_workers=workers,
-            collate_fn=collate,
+            collate_fn=collate_fn,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
             worker_init_fn=seed_worker,
@@ -289,6 +290,13 @@ class YOLODataModule(LightningDataModule):
         dataset.set_epoch(epoch)
         if max_epochs is not None and self.close_mosaic:
             dataset.close_mosaic_epoch = max(max_epochs - self.close_mosaic, 0)
+
+
+def collate_or_empty(samples: list[Any]) -> dict[str, Any]:
+    """:func:`collate`, and an empty batch (``img`` of shape ``(0, 3, 0, 0)``) for a rank's placeholder batch."""
+    if samples:
+        return collate(samples)
+    return {"img": torch.zeros(0, 3, 0, 0, dtype=torch.uint8), "targets": torch.zeros(0, 6), "paths": [], "shapes": []}
 
 
 def resolve_data(data: str | Path, cache_dir: str | Path | None = None) -> Path:

@@ -61,6 +61,9 @@ class RectBatchSampler(DistributedSampler):
 
     Without ``even`` every image is seen exactly once over all ranks and nothing is duplicated, so ranks may get
     different numbers of batches (exact distributed validation; collectives must wait until the epoch ends).
+    With ``placeholder``, a rank left without any batch (fewer batches than ranks) gets one empty batch ``[]``
+    instead, because Lightning refuses a loader of length zero on one rank when others have batches; evaluation
+    skips empty batches.
     With ``even`` (training) the batch list is padded by repeating batches from its start so every rank gets the
     same count, which step-synchronised training needs.
 
@@ -74,6 +77,7 @@ class RectBatchSampler(DistributedSampler):
         epoch_fn: Called at the start of each pass for the current epoch (e.g. ``lambda: trainer.current_epoch``);
             otherwise the value given to :meth:`set_epoch` is used.
         with_epoch: Yield ``(index, epoch)`` keys instead of plain indices (the training dataset's key format).
+        placeholder: Give a rank without batches one empty batch (not with ``even``, which never leaves one empty).
     """
 
     def __init__(
@@ -86,10 +90,11 @@ class RectBatchSampler(DistributedSampler):
         even: bool = False,
         epoch_fn: EpochFn | None = None,
         with_epoch: bool = False,
+        placeholder: bool = False,
     ) -> None:
         self.batches = [list(b) for b in batches]
         super().__init__(self.batches, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
-        self.even, self.epoch_fn, self.with_epoch = even, epoch_fn, with_epoch
+        self.even, self.epoch_fn, self.with_epoch, self.placeholder = even, epoch_fn, with_epoch, placeholder
 
     def batch_order(self) -> list[int]:
         """Indices into ``batches`` for this rank and epoch."""
@@ -105,14 +110,18 @@ class RectBatchSampler(DistributedSampler):
     def __iter__(self) -> Iterator[list]:
         if self.epoch_fn is not None:
             self.epoch = int(self.epoch_fn())
-        for b in self.batch_order():
+        order = self.batch_order()
+        if self.placeholder and not order and self.batches:
+            yield []  # this rank's placeholder batch (see the class docstring)
+        for b in order:
             yield [(i, self.epoch) for i in self.batches[b]] if self.with_epoch else list(self.batches[b])
 
     def __len__(self) -> int:
         n = len(self.batches)
         if self.even:
             return math.ceil(n / self.num_replicas)
-        return len(range(self.rank, n, self.num_replicas))
+        own = len(range(self.rank, n, self.num_replicas))
+        return max(own, min(n, 1)) if self.placeholder else own
 
 
 class EpochSampler(DistributedSampler):
