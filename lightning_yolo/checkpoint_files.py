@@ -1,0 +1,65 @@
+"""Reading checkpoint files safely: ``weights_only=True`` always, and every failure names the file and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lightning_yolo.errors import CheckpointError
+
+MAX_LISTED = 8
+"""Mismatched keys named in a message before the rest are only counted."""
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a Lightning checkpoint with ``torch.load(weights_only=True)``.
+
+    Raises:
+        CheckpointError: ``path`` is missing, empty, truncated, not a torch file, holds a pickle that would run code
+            (refused by the weights-only unpickler, whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says), or is not
+            a Lightning checkpoint (no ``state_dict``). The message starts with the path.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: checkpoint is empty (0 bytes)")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - every failure becomes one message naming the file
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a loadable lightning_yolo checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    return checkpoint
+
+
+def mismatched_keys(expected: dict[str, torch.Tensor], found: dict[str, Any]) -> list[str]:
+    """Human-readable differences between a model's ``state_dict`` and a checkpoint's: missing, extra, shape."""
+    problems = [f"missing {k}" for k in expected if k not in found]
+    problems += [f"unexpected {k}" for k in found if k not in expected]
+    for key, tensor in expected.items():
+        other = found.get(key)
+        if isinstance(other, torch.Tensor) and other.shape != tensor.shape:
+            problems.append(f"{key} {tuple(other.shape)} in the file, {tuple(tensor.shape)} in the model")
+    return problems
+
+
+def check_state_dict_matches(expected: dict[str, torch.Tensor], checkpoint: dict[str, Any], source: Any) -> None:
+    """Raise CheckpointError naming ``source`` and the mismatched keys when the checkpoint is for another model.
+
+    Lightning would raise a bare ``RuntimeError`` from ``load_state_dict`` deep in a traceback instead.
+    """
+    problems = mismatched_keys(expected, checkpoint.get("state_dict", {}))
+    if not problems:
+        return
+    hparams = checkpoint.get("hyper_parameters", {})
+    what = f" (the file is for nc={hparams['nc']})" if "nc" in hparams else ""
+    listed = "; ".join(problems[:MAX_LISTED]) + (
+        f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    )
+    raise CheckpointError(
+        f"{source or 'checkpoint'}: does not fit this model{what}, {len(problems)} mismatched keys: {listed}"
+    )
