@@ -17,7 +17,10 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning import LightningModule
 
+from lightning_yolo.checkpoint_files import check_state_dict_matches, read_checkpoint
+from lightning_yolo.distributed import BatchMean
 from lightning_yolo.ema import ModelEMA
+from lightning_yolo.errors import CheckpointError, NonFiniteError
 from lightning_yolo.loss import YOLOLoss, scale_loss_gains
 from lightning_yolo.metrics import DetectionMetric
 from lightning_yolo.models.weights import transfer_state_dict
@@ -25,6 +28,7 @@ from lightning_yolo.models.yolo import DetectionModel
 from lightning_yolo.ops.boxes import scale_boxes, xywh_to_xyxy
 from lightning_yolo.ops.nms import non_max_suppression
 from lightning_yolo.optim import (
+    DECAY_GROUP,
     AccumulationSchedule,
     apply_warmup,
     build_optimizer,
@@ -35,6 +39,7 @@ from lightning_yolo.optim import (
     warmup_iters,
 )
 from lightning_yolo.report import format_results_table
+from lightning_yolo.validation import check_model_settings
 
 log = logging.getLogger("lightning_yolo")
 
@@ -137,6 +142,7 @@ class YOLOModule(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_model_settings(self.hparams)  # before the model is built: a bad value fails fast, naming its key
         self.automatic_optimization = False
         self.model = self._build_model(cfg, weights, nc, names)
         self._freeze(freeze or [])
@@ -157,6 +163,7 @@ class YOLOModule(LightningModule):
         )
         self.ema = ModelEMA(self.model) if ema else None
         self.val_metric = DetectionMetric(nc=detect.nc)
+        self.val_loss = BatchMean(len(LOSS_NAMES))  # reduced over ranks at the epoch end only
         self.accumulation: AccumulationSchedule | None = None
         self._accumulation_state: dict[str, int] | None = None
         self.nonfinite_steps = 0
@@ -219,6 +226,10 @@ class YOLOModule(LightningModule):
         self.accumulation = AccumulationSchedule(self.global_batch_size, nw, self.hparams.nbs)
         if self._accumulation_state is not None:
             self.accumulation.load_state_dict(self._accumulation_state)
+        # A resumed optimiser carries the decay of the checkpoint's batch size; use the current global batch's.
+        accumulate = nominal_accumulate(self.global_batch_size, self.hparams.nbs)
+        decay = scaled_weight_decay(self.hparams.weight_decay, self.global_batch_size, accumulate, self.hparams.nbs)
+        self.optimizers().optimizer.param_groups[DECAY_GROUP]["weight_decay"] = decay
 
     def on_train_epoch_start(self) -> None:
         self.optimizers().zero_grad()  # YOLOv5 drops a partial accumulation at each epoch start
@@ -239,7 +250,11 @@ class YOLOModule(LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Gradients are already unscaled here under AMP, as YOLOv5 does before clipping.
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=self.hparams.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=self.hparams.max_grad_norm)
+        if not torch.isfinite(norm) and getattr(self.trainer.precision_plugin, "scaler", None) is None:
+            # A finite loss can still overflow in backward. A GradScaler skips such steps itself; without one,
+            # clearing the gradients (to None) makes the optimiser leave every parameter untouched.
+            self._skip_nonfinite(optimizer, self.global_step, what="gradient norm")
 
     # ----------------------------------------------------------------------------------------------- training
     def _preprocess(self, img: torch.Tensor) -> torch.Tensor:
@@ -284,13 +299,13 @@ class YOLOModule(LightningModule):
         for name, value in columns.items():
             self.log(name, value, on_step=True, on_epoch=False, prog_bar=True, logger=False)
 
-    def _skip_nonfinite(self, optimizer: Any, ni: int) -> None:
-        """Drop a non-finite loss: no backward, gradients cleared; stop after repeated failures."""
+    def _skip_nonfinite(self, optimizer: Any, ni: int, what: str = "loss") -> None:
+        """Drop a non-finite loss or gradient: no update, gradients cleared; stop after repeated failures."""
         self.nonfinite_steps += 1
         optimizer.zero_grad()
-        log.warning("non-finite loss at iteration %d, step skipped (%d so far)", ni, self.nonfinite_steps)
+        log.warning("non-finite %s at iteration %d, step skipped (%d so far)", what, ni, self.nonfinite_steps)
         if self.nonfinite_steps >= 10:
-            raise FloatingPointError(f"training stopped: {self.nonfinite_steps} non-finite loss values")
+            raise NonFiniteError(f"training stopped: {self.nonfinite_steps} non-finite loss or gradient values")
 
     def on_train_epoch_end(self) -> None:
         optimizer = self.optimizers().optimizer
@@ -306,13 +321,13 @@ class YOLOModule(LightningModule):
 
         Returns the batch's detections ``(n, 6)`` per image in the batch image's pixels (for plotting callbacks).
         """
+        if batch["img"].shape[0] == 0:
+            return {"detections": []}  # a DDP rank's placeholder batch when there are fewer batches than ranks
         img = batch["img"].float() / 255
         model = self.inference_model
         raw = model.forward_raw(img)
         _, items = self.loss(raw, batch["targets"])
-        bs = img.shape[0]
-        for name, value in zip(LOSS_NAMES, items, strict=True):
-            self.log(f"val/{name}", value, on_step=False, on_epoch=True, batch_size=bs)
+        self.val_loss.update(items)
         hp = self.hparams
         detections = non_max_suppression(
             model.model[-1].decode(raw), hp.conf_thres, hp.iou_thres, multi_label=True, max_det=hp.max_det
@@ -349,6 +364,9 @@ class YOLOModule(LightningModule):
     def _log_metrics(self) -> dict[str, torch.Tensor]:
         results = self.val_metric.compute()
         self.val_metric.reset()
+        for name, value in zip(LOSS_NAMES, self.val_loss.compute(), strict=True):
+            self.log(f"val/{name}", value)  # already reduced over ranks, like the metrics below
+        self.val_loss.reset()
         names = {
             "precision": "metrics/precision",
             "recall": "metrics/recall",
@@ -385,5 +403,32 @@ class YOLOModule(LightningModule):
         checkpoint["nonfinite_steps"] = self.nonfinite_steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning calls this before load_state_dict: a checkpoint of another architecture or nc fails here with
+        # the file and the mismatched keys, for --ckpt_path and load_from_checkpoint alike.
+        source = self._trainer.ckpt_path if self._trainer is not None else None
+        check_state_dict_matches(self.state_dict(), checkpoint, source)
         self._accumulation_state = checkpoint.get("accumulation")
         self.nonfinite_steps = int(checkpoint.get("nonfinite_steps", 0))
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: Any,
+        map_location: Any = None,
+        hparams_file: Any = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        **kwargs: Any,
+    ) -> YOLOModule:
+        """Lightning's loader, but always ``weights_only=True`` and every failure a CheckpointError naming the file.
+
+        Lightning's default (``weights_only=None``) lets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` turn the safe
+        unpickler off, and forces it off for http URLs; a checkpoint never needs code to load.
+        """
+        read_checkpoint(checkpoint_path)  # missing, empty, garbage or hostile files fail here, naming the file
+        try:
+            return super().load_from_checkpoint(
+                checkpoint_path, map_location, hparams_file, strict, weights_only=True, **kwargs
+            )
+        except CheckpointError as err:
+            raise CheckpointError(str(err).replace("checkpoint:", f"{checkpoint_path}:", 1)) from None
