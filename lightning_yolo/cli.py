@@ -23,18 +23,18 @@ from lightning_yolo.callbacks.plots import RunPlots
 from lightning_yolo.callbacks.results import ResultsCSV
 from lightning_yolo.callbacks.throughput import Throughput
 from lightning_yolo.callbacks.wandb import WandbLogging, configure_loggers_for_run
+from lightning_yolo.checkpoint_io import AtomicCheckpointIO
 from lightning_yolo.data.datamodule import YOLODataModule
+from lightning_yolo.distributed import rank_label, resume_checkpoint, run_dir_of_hpc_checkpoint, shared_run_dir
+from lightning_yolo.errors import CheckpointError, ConfigError, NonFiniteError
 from lightning_yolo.models.yolo import load_config
 from lightning_yolo.module import YOLOModule
-from lightning_yolo.runs import RunError, last_checkpoint, new_run_dir, run_dir_of_checkpoint
+from lightning_yolo.runs import RunError, new_run_dir, run_dir_of_checkpoint
+from lightning_yolo.validation import as_config_error, check_trainer_settings
 
 log = logging.getLogger("lightning_yolo")
 
 DEFAULT_PROJECT = {"fit": "runs/train", "validate": "runs/val", "test": "runs/test"}
-
-
-class CheckpointError(Exception):
-    """A checkpoint given on the command line cannot be used."""
 
 
 def check_checkpoint(path: Path) -> None:
@@ -89,6 +89,7 @@ class YOLOCLI(LightningCLI):
         if subcommand is None:
             return
         config = self.config[subcommand]
+        check_trainer_settings(config.trainer.get("max_epochs"), config.trainer.get("max_steps"))
         project = config.get("project") or DEFAULT_PROJECT.get(subcommand, "runs/other")
         run_dir = self._resolve_run(config, Path(project), subcommand)
         config.trainer.default_root_dir = str(run_dir)
@@ -103,23 +104,40 @@ class YOLOCLI(LightningCLI):
         configure_loggers_for_run(config.trainer.logger, run_dir, resume_from)
         log.info("run folder: %s", run_dir)
 
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        plugins = self._get(self.config_init, "trainer", default={}).get("plugins")
+        if not plugins:
+            # Same-folder atomic saves, loud write failures, no non-finite weights, weights_only loads.
+            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        return super().instantiate_trainer(**kwargs)
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as err:  # only the project's own "data.<key> must be ..." checks become one line
+            converted = as_config_error(err)
+            if converted is err:
+                raise
+            raise converted from None
+
     def _resolve_run(self, config: Any, project: Path, subcommand: str) -> Path:
         """Pick the run folder; resolve ``ckpt_path=last`` loudly; check a checkpoint before Lightning loads it."""
         ckpt = config.get("ckpt_path")
         if ckpt == "last":
             if subcommand != "fit":
                 raise RunError("ckpt_path=last is for resuming fit; give validate/test a checkpoint path")
-            ckpt = str(last_checkpoint(project, config.name))
+            ckpt = str(resume_checkpoint(project, config.name))  # last.ckpt, or a newer SLURM hpc_ckpt_N.ckpt
             config.ckpt_path = ckpt
         if ckpt is not None:
             check_checkpoint(Path(ckpt))
-            owner = run_dir_of_checkpoint(Path(ckpt))
+            owner = run_dir_of_checkpoint(Path(ckpt)) or run_dir_of_hpc_checkpoint(Path(ckpt))
             if subcommand == "fit" and owner is not None:
                 return owner
-        return new_run_dir(project, config.name, config.exist_ok)
+        # DDP ranks that rank 0 launches reuse its folder instead of numbering their own
+        return shared_run_dir(lambda: new_run_dir(project, config.name, config.exist_ok))
 
 
-KNOWN_ERRORS: tuple[type[Exception], ...] = (RunError, CheckpointError, FileNotFoundError)
+KNOWN_ERRORS: tuple[type[Exception], ...] = (RunError, CheckpointError, ConfigError, NonFiniteError, FileNotFoundError)
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
@@ -176,3 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     except _known_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Exception as err:
+        # Under DDP every rank prints its own traceback; this line says which process failed first, and why.
+        print(f"{rank_label()}: error: {type(err).__name__}: {err}", file=sys.stderr)
+        raise
