@@ -33,11 +33,19 @@ import torch
 from pytorch_lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
-from lightning_yolo.data.config import DatasetConfig, DatasetError, list_images, load_dataset_config
+from lightning_yolo.data.cache import files_fingerprint, label_cache_path, load_cache
+from lightning_yolo.data.config import (
+    DatasetConfig,
+    DatasetError,
+    image_to_label_path,
+    list_images,
+    load_dataset_config,
+)
 from lightning_yolo.data.dataset import AugmentSettings, BatchView, YOLODataset, collate
 from lightning_yolo.data.samplers import EpochSampler, RectBatchSampler, rect_batches
 from lightning_yolo.data.scan import ScanResult, scan_split
 from lightning_yolo.data.synthetic import DATASET_NAME, ensure_synthetic_dataset
+from lightning_yolo.distributed import wait_for_label_cache
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +148,14 @@ class YOLODataModule(LightningDataModule):
 
     # ------------------------------------------------------------------------------------------------ stages
     def prepare_data(self) -> None:
-        """Scan every split once per machine (fills the label cache; logs every problem and a summary)."""
+        """Scan every split once per machine (fills the label cache; logs every problem and a summary).
+
+        Under DDP the scan moves to :meth:`setup` (see :meth:`scan`): Lightning holds every other process in a
+        barrier while this hook runs, and a long scan would outlast the collective timeout.
+        """
+        trainer = self._attached()
+        if trainer is not None and trainer.world_size > 1:
+            return
         for split in self.config.splits:
             self.scans[split] = self.scan(split, verbose=True)
 
@@ -161,6 +176,9 @@ class YOLODataModule(LightningDataModule):
         if split in self.scans:
             return self.scans[split]
         files = list_images(self.config.splits[split], self.config.root, what=f"{self.config.yaml_path} '{split}'")
+        trainer = self._attached()
+        if trainer is not None and trainer.local_rank != 0:
+            self._wait_for_cache(files, split)  # the node's first process scans; the others read its cache
         quiet = not self._is_global_zero()
         result = scan_split(
             files,
@@ -174,6 +192,23 @@ class YOLODataModule(LightningDataModule):
         )
         self.scans[split] = result
         return result
+
+    def _wait_for_cache(self, files: list, split: str) -> None:
+        """Poll (no collective) until the label cache of ``split`` is valid for ``files``."""
+        names, image_files = self.config.names, [str(f) for f in files]
+        fingerprint = files_fingerprint(image_files, [str(image_to_label_path(f)) for f in image_files], names)
+        path = label_cache_path(self.config.splits[split], self.cache_dir)
+        seen: list[int] = []
+
+        def ready() -> bool:
+            stamp = path.stat().st_mtime_ns if path.is_file() else 0
+            if not stamp or stamp in seen:  # parse each written version once
+                return False
+            seen.append(stamp)
+            return load_cache(path, fingerprint) is not None
+
+        if not wait_for_label_cache(ready, path):
+            log.info("%s: label cache folder not writable, scanning on this process too", split)
 
     def build_dataset(self, split: str) -> YOLODataset:
         """The dataset of one split: augmented for ``train``, rect-batched (pad 0.5) otherwise."""
