@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # The EMA copy is deliberately kept in eval mode; Lightning would warn about it at every fit start.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    # Epoch-level values logged without sync_dist (metrics, val losses, lr) are already equal on every DDP rank.
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True")
     if args and args[0] in TOOLS:
         sys.exit(TOOLS[args[0]]()(args[1:]))
     try:

@@ -287,7 +287,8 @@ class YOLOModule(LightningModule):
                 self.ema.update(self.model)
         bs = batch["img"].shape[0]
         for name, value in zip(LOSS_NAMES, items, strict=True):
-            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=bs)
+            # every rank runs the same number of training batches: averaged over ranks once, at the epoch end
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
         self._show_progress(items, batch, batch_idx)
         return loss.detach()
 
