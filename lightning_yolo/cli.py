@@ -104,6 +104,15 @@ class YOLOCLI(LightningCLI):
         configure_loggers_for_run(config.trainer.logger, run_dir, resume_from)
         log.info("run folder: %s", run_dir)
 
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads --ckpt_path's hyperparameters here, before any hook: check the file first, so a bad one
+        # fails with its name and reason instead of a bare unpickling traceback.
+        subcommand = self.config.get("subcommand")
+        ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt and ckpt != "last":
+            check_checkpoint(Path(ckpt))
+        super()._parse_ckpt_path()
+
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         plugins = self._get(self.config_init, "trainer", default={}).get("plugins")
         if not plugins:
