@@ -154,7 +154,7 @@ class YOLODataModule(LightningDataModule):
         barrier while this hook runs, and a long scan would outlast the collective timeout.
         """
         trainer = self._attached()
-        if trainer is not None and trainer.world_size > 1:
+        if trainer is not None and getattr(trainer, "world_size", 1) > 1:
             return
         for split in self.config.splits:
             self.scans[split] = self.scan(split, verbose=True)
@@ -177,7 +177,7 @@ class YOLODataModule(LightningDataModule):
             return self.scans[split]
         files = list_images(self.config.splits[split], self.config.root, what=f"{self.config.yaml_path} '{split}'")
         trainer = self._attached()
-        if trainer is not None and trainer.local_rank != 0:
+        if trainer is not None and getattr(trainer, "local_rank", 0) != 0:
             self._wait_for_cache(files, split)  # the node's first process scans; the others read its cache
         quiet = not self._is_global_zero()
         result = scan_split(
