@@ -58,6 +58,7 @@ class BatchClock:
         self.skip, self.batches, self.batch_size = skip, batches, batch_size
         self.ticks: list[tuple[int, float, float]] = []  # (epoch, wall seconds, CPU seconds of the process tree)
         self.epoch = -1
+        self.threads_in_training = 0
 
     def start_epoch(self, epoch: int | None = None) -> None:
         """Tag the following batch ends with ``epoch`` (default: the next epoch number)."""
@@ -70,6 +71,10 @@ class BatchClock:
 
     def tick(self) -> None:
         """Record the end of a training batch."""
+        if not self.ticks:
+            import torch
+
+            self.threads_in_training = torch.get_num_threads()
         self.ticks.append((self.epoch, time.perf_counter(), tree_cpu_seconds()))
 
     def summary(self) -> dict[str, Any]:
@@ -87,6 +92,7 @@ class BatchClock:
             "cpu_ms_per_image": 1000 * cpu / (self.batch_size * len(wall)),
             "intervals": len(wall),
             "batch_ends": len(self.ticks),
+            "threads_in_training": self.threads_in_training,
         }
 
 
@@ -124,6 +130,10 @@ def measure_ours(args: argparse.Namespace, data_yaml: Path, clock: BatchClock) -
         **SCRATCH_LOW_AUGMENT,
     )
     model = YOLOModule(cfg=args.cfg, nc=dm.nc, names=dm.names, imgsz=dm.imgsz, batch_size=dm.batch_size)
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     trainer = pl.Trainer(
         max_epochs=args.epochs,
         accelerator="cpu",
@@ -153,6 +163,10 @@ def measure_yolov5(args: argparse.Namespace, data_yaml: Path, clock: BatchClock)
         clock.tick()
         callbacks.stop_training = clock.done
 
+    if args.torch_threads:
+        import torch
+
+        callbacks.register_action("on_train_start", callback=lambda *_: torch.set_num_threads(args.torch_threads))
     callbacks.register_action("on_train_epoch_start", callback=lambda *_: clock.start_epoch())
     callbacks.register_action("on_train_batch_end", callback=batch_end)
     yolov5_train.main(opt, callbacks=callbacks)
@@ -195,7 +209,7 @@ def drive(args: argparse.Namespace, forwarded: list[str]) -> None:
                 f"round {round_} {side:6s}: {row['images_per_s']:.2f} img/s "
                 f"(median batch {row['images_per_s_median_batch']:.2f} img/s, {row['cpu_ms_per_image']:.0f} CPU "
                 f"ms/img, {row['intervals']} intervals, load {row['loadavg']:.2f}, "
-                f"torch threads {row['torch_threads']})",
+                f"torch threads in training {row['threads_in_training']})",
                 flush=True,
             )
     print_summary(rows, "workers")
@@ -220,6 +234,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     p.add_argument("--batches", type=int, default=40, help="batch intervals in the measured window")
     p.add_argument("--runs", type=int, default=3, help="rounds of the driver (median reported)")
     p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="set torch's intra-op threads on both sides when training starts (0: leave each side's own choice)",
+    )
+    p.add_argument(
         "--albumentations",
         action="store_true",
         help="lightning_yolo: also apply the albumentations "
@@ -230,6 +250,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
         *("--data", args.data, "--work-dir", args.work_dir, "--repeat", str(args.repeat), "--cfg", args.cfg),
         *("--imgsz", str(args.imgsz), "--batch-size", str(args.batch_size), "--workers", str(args.workers)),
         *("--epochs", str(args.epochs), "--skip", str(args.skip), "--batches", str(args.batches)),
+        *("--torch-threads", str(args.torch_threads)),
         *(["--albumentations"] if args.albumentations else []),
     ]
     return args, forwarded
