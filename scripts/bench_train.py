@@ -7,9 +7,9 @@ first decodes) are dropped; of the next ``--batches``, intervals that cross an e
 (epoch ends do different work on each side: checkpoints, final-epoch validation), so the figure is steady-state
 images per second inside epochs. Each side stops itself once its batches are measured.
 
-- lightning_yolo: the Python API with the objects ``python -m lightning_yolo fit`` builds (``YOLODataModule``,
-  ``YOLOModule`` with the linked nc / names / imgsz / batch size, a ``Trainer`` with the CLI's defaults:
-  no logger, no sanity validation) plus a timing callback; ``limit_val_batches=0``.
+- lightning_yolo: ``python -m lightning_yolo fit`` itself (``lightning_yolo.cli.main`` run in this process, its CLI
+  class given one more callback: the timer), with ``--trainer.limit_val_batches 0 --autoanchor.enabled false`` and
+  the plots off; augmentation settings are the data module's defaults (``hyp.scratch-low``).
 - YOLOv5: its ``train.main(opt, callbacks)`` imported from the checkout, ``--noval --nosave --noplots
   --noautoanchor``, with an ``on_train_batch_end`` timing hook that sets ``stop_training`` when done.
 
@@ -32,7 +32,6 @@ from typing import Any
 
 from bench_loader import (
     RESULT_PREFIX,
-    SCRATCH_LOW_AUGMENT,
     SOURCE_DATA,
     WORK_DIR,
     bench_env,
@@ -97,11 +96,19 @@ class BatchClock:
 
 
 # ---------------------------------------------------------------------------------------------------- sides
-def _lightning_timer(clock: BatchClock) -> Any:
-    """A Lightning callback ticking ``clock`` and stopping the Trainer once it is done."""
+def _lightning_timer(clock: BatchClock, threads: int) -> Any:
+    """A Lightning callback ticking ``clock`` and stopping the Trainer once it is done.
+
+    With ``threads``, it also sets torch's intra-op thread count when training starts.
+    """
     import pytorch_lightning as pl
+    import torch
 
     class BatchTimer(pl.Callback):
+        def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            if threads:
+                torch.set_num_threads(threads)
+
         def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
             clock.start_epoch(trainer.current_epoch)
 
@@ -114,38 +121,37 @@ def _lightning_timer(clock: BatchClock) -> Any:
 
 
 def measure_ours(args: argparse.Namespace, data_yaml: Path, clock: BatchClock) -> None:
-    """Train with lightning_yolo as ``fit`` would, timed by ``clock``."""
-    import pytorch_lightning as pl
+    """Run ``python -m lightning_yolo fit`` in this process (its ``main``) with a timing callback added."""
+    from lightning_yolo import cli
 
-    from lightning_yolo.data.datamodule import YOLODataModule
-    from lightning_yolo.module import YOLOModule
+    timer = _lightning_timer(clock, args.torch_threads)
 
-    pl.seed_everything(0)
-    dm = YOLODataModule(
-        data=str(data_yaml),
-        imgsz=args.imgsz,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        albumentations=args.albumentations,
-        **SCRATCH_LOW_AUGMENT,
-    )
-    model = YOLOModule(cfg=args.cfg, nc=dm.nc, names=dm.names, imgsz=dm.imgsz, batch_size=dm.batch_size)
-    if args.torch_threads:
-        import torch
+    class TimedCLI(cli.YOLOCLI):
+        """The command line's own CLI, its Trainer given one more callback."""
 
-        torch.set_num_threads(args.torch_threads)
-    trainer = pl.Trainer(
-        max_epochs=args.epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        enable_checkpointing=False,
-        callbacks=[_lightning_timer(clock)],
-        default_root_dir=str(Path(args.work_dir) / "runs_ours"),
-    )
-    trainer.fit(model, datamodule=dm)
+        def before_instantiate_classes(self) -> None:
+            super().before_instantiate_classes()
+            self.trainer_defaults["callbacks"] = [*self.trainer_defaults.get("callbacks", []), timer]
+
+    cli.YOLOCLI = TimedCLI  # main() builds its CLI by this name; everything else is the real `fit`
+    try:
+        cli.main(ours_argv(args, data_yaml))
+    except Exception:  # noqa: BLE001 - an error after the measured window (e.g. at the epoch end) is not ours to judge
+        if not clock.done:
+            raise
+
+
+def ours_argv(args: argparse.Namespace, data_yaml: Path) -> list[str]:
+    """``python -m lightning_yolo fit`` arguments matching the YOLOv5 side (no validation, AutoAnchor or plots)."""
+    return [
+        *("fit", "--model.cfg", args.cfg, "--data.data", str(data_yaml)),
+        *("--data.imgsz", str(args.imgsz), "--data.batch_size", str(args.batch_size)),
+        *("--data.workers", str(args.workers), "--data.albumentations", str(args.albumentations).lower()),
+        *("--trainer.max_epochs", str(args.epochs), "--trainer.accelerator", "cpu", "--trainer.devices", "1"),
+        *("--trainer.limit_val_batches", "0", "--autoanchor.enabled", "false"),
+        *("--plots.labels", "false", "--plots.train_batches", "0", "--plots.val_batches", "0"),
+        *("--project", str(Path(args.work_dir) / "runs_ours"), "--name", "exp", "--exist_ok", "true"),
+    ]
 
 
 def measure_yolov5(args: argparse.Namespace, data_yaml: Path, clock: BatchClock) -> None:
