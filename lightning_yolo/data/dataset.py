@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +91,7 @@ class AugmentSettings:
 
     def geometry(self) -> dict[str, float]:
         """Keyword arguments of ``random_perspective`` / ``mosaic4_augment``."""
-        d = asdict(self)
-        return {k: d[k] for k in ("degrees", "translate", "scale", "shear", "perspective")}
+        return {k: getattr(self, k) for k in ("degrees", "translate", "scale", "shear", "perspective")}
 
 
 class YOLODataset(Dataset):
@@ -323,7 +322,9 @@ def collate(samples: Sequence[Sample]) -> dict[str, Any]:
         lb = lb.clone()
         lb[:, 0] = i
         targets.append(lb)
-    return {"img": torch.stack(imgs), "targets": torch.cat(targets), "paths": list(paths), "shapes": list(shapes)}
+    # numpy's single-threaded stack: torch.stack would use intra-op threads that the training step needs
+    img = torch.from_numpy(np.stack([im.numpy() for im in imgs]))
+    return {"img": img, "targets": torch.cat(targets), "paths": list(paths), "shapes": list(shapes)}
 
 
 class BatchView(Dataset):
