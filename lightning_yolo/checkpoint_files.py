@@ -13,8 +13,8 @@ MAX_LISTED = 8
 """Mismatched keys named in a message before the rest are only counted."""
 
 
-def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a Lightning checkpoint with ``torch.load(weights_only=True)``.
+def read_checkpoint(path: str | Path, map_location: Any = "cpu", hint: str = "") -> dict[str, Any]:
+    """Load a Lightning checkpoint with ``torch.load(weights_only=True)``; ``hint`` ends the no-state_dict message.
 
     Raises:
         CheckpointError: ``path`` is missing, empty, truncated, not a torch file, holds a pickle that would run code
@@ -32,7 +32,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: not a loadable lightning_yolo checkpoint ({reason})") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict){hint}")
     return checkpoint
 
 

@@ -14,7 +14,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from lightning_yolo.callbacks.autoanchor import AutoAnchor
@@ -23,6 +22,7 @@ from lightning_yolo.callbacks.plots import RunPlots
 from lightning_yolo.callbacks.results import ResultsCSV
 from lightning_yolo.callbacks.throughput import Throughput
 from lightning_yolo.callbacks.wandb import WandbLogging, configure_loggers_for_run
+from lightning_yolo.checkpoint_files import read_checkpoint
 from lightning_yolo.checkpoint_io import AtomicCheckpointIO
 from lightning_yolo.data.datamodule import YOLODataModule
 from lightning_yolo.distributed import rank_label, resume_checkpoint, run_dir_of_hpc_checkpoint, shared_run_dir
@@ -34,22 +34,9 @@ from lightning_yolo.validation import as_config_error, check_trainer_settings
 
 log = logging.getLogger("lightning_yolo")
 
+CKPT_HINT = "; use --model.weights for weights"
+
 DEFAULT_PROJECT = {"fit": "runs/train", "validate": "runs/val", "test": "runs/test"}
-
-
-def check_checkpoint(path: Path) -> None:
-    """Load ``path`` the safe way once, so that a bad or hostile file fails here with its name, not deep inside."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: checkpoint is empty (0 bytes)")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - every failure becomes one message naming the file
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a loadable lightning_yolo checkpoint ({reason})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict); use --model.weights for weights")
 
 
 def max_stride(cfg: str | dict) -> int:
@@ -110,7 +97,7 @@ class YOLOCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt and ckpt != "last":
-            check_checkpoint(Path(ckpt))
+            read_checkpoint(ckpt, hint=CKPT_HINT)
         super()._parse_ckpt_path()
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
@@ -137,8 +124,8 @@ class YOLOCLI(LightningCLI):
                 raise RunError("ckpt_path=last is for resuming fit; give validate/test a checkpoint path")
             ckpt = str(resume_checkpoint(project, config.name))  # last.ckpt, or a newer SLURM hpc_ckpt_N.ckpt
             config.ckpt_path = ckpt
+            read_checkpoint(ckpt, hint=CKPT_HINT)  # an explicit path was already checked, in _parse_ckpt_path
         if ckpt is not None:
-            check_checkpoint(Path(ckpt))
             owner = run_dir_of_checkpoint(Path(ckpt)) or run_dir_of_hpc_checkpoint(Path(ckpt))
             if subcommand == "fit" and owner is not None:
                 return owner

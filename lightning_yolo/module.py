@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,24 +47,28 @@ log = logging.getLogger("lightning_yolo")
 LOSS_NAMES = ("box_loss", "obj_loss", "cls_loss")
 
 
+def checkpoint_weights(checkpoint: dict[str, Any], path: str | Path) -> dict[str, torch.Tensor]:
+    """The model weights of a read lightning_yolo checkpoint: its EMA when present, else the trained model."""
+    from lightning_yolo.models.weights import WeightsError
+
+    state = checkpoint["state_dict"]
+    for prefix in ("ema.module.", "model."):
+        weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if weights:
+            return weights
+    raise WeightsError(f"{path}: checkpoint holds no model weights")
+
+
 def initial_state_dict(path: str) -> dict[str, torch.Tensor]:
     """Model weights from an official ``.pt``, a converted weights file or a lightning_yolo checkpoint (its EMA).
 
-    Lightning checkpoints are read with ``weights_only=True``; everything else goes through the safe importer.
+    Lightning checkpoints are read with ``weights_only=True`` (`read_checkpoint`); everything else goes through the
+    safe importer.
     """
-    from lightning_yolo.models.weights import WeightsError, load_weights
+    from lightning_yolo.models.weights import load_weights
 
     if str(path).endswith(".ckpt"):
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - one message naming the file
-            raise WeightsError(f"{path}: not a loadable lightning_yolo checkpoint ({err})") from None
-        state = checkpoint.get("state_dict", {}) if isinstance(checkpoint, dict) else {}
-        for prefix in ("ema.module.", "model."):
-            weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-            if weights:
-                return weights
-        raise WeightsError(f"{path}: checkpoint holds no model weights")
+        return checkpoint_weights(read_checkpoint(path), path)
     return load_weights(path).state_dict
 
 
@@ -207,11 +212,14 @@ class YOLOModule(LightningModule):
         world = self.trainer.world_size if self._trainer is not None else 1
         return self.hparams.batch_size * world
 
+    def _weight_decay(self) -> float:
+        """The decay-group weight decay, scaled to the current global batch and its nominal-batch accumulation."""
+        accumulate = nominal_accumulate(self.global_batch_size, self.hparams.nbs)
+        return scaled_weight_decay(self.hparams.weight_decay, self.global_batch_size, accumulate, self.hparams.nbs)
+
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        accumulate = nominal_accumulate(self.global_batch_size, hp.nbs)
-        decay = scaled_weight_decay(hp.weight_decay, self.global_batch_size, accumulate, hp.nbs)
-        optimizer = build_optimizer(self.model, hp.optimizer, hp.lr0, hp.momentum, decay)
+        optimizer = build_optimizer(self.model, hp.optimizer, hp.lr0, hp.momentum, self._weight_decay())
         scheduler = build_scheduler(optimizer, self._lr_lambda())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
@@ -227,9 +235,7 @@ class YOLOModule(LightningModule):
         if self._accumulation_state is not None:
             self.accumulation.load_state_dict(self._accumulation_state)
         # A resumed optimiser carries the decay of the checkpoint's batch size; use the current global batch's.
-        accumulate = nominal_accumulate(self.global_batch_size, self.hparams.nbs)
-        decay = scaled_weight_decay(self.hparams.weight_decay, self.global_batch_size, accumulate, self.hparams.nbs)
-        self.optimizers().optimizer.param_groups[DECAY_GROUP]["weight_decay"] = decay
+        self.optimizers().optimizer.param_groups[DECAY_GROUP]["weight_decay"] = self._weight_decay()
 
     def on_train_epoch_start(self) -> None:
         self.optimizers().zero_grad()  # YOLOv5 drops a partial accumulation at each epoch start

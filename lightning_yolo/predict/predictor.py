@@ -57,17 +57,19 @@ class Detector:
 
 def _model_from_checkpoint(path: Path) -> DetectionModel:
     """Rebuild the model of a lightning_yolo training checkpoint (architecture and names from its hparams)."""
-    from lightning_yolo.module import initial_state_dict
+    from lightning_yolo.checkpoint_files import read_checkpoint
+    from lightning_yolo.errors import CheckpointError
+    from lightning_yolo.module import checkpoint_weights
 
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many kinds; one message naming the file
-        raise WeightsError(f"{path}: not a loadable lightning_yolo checkpoint ({err})") from None
-    hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
+        checkpoint = read_checkpoint(path)  # read once: architecture, names and weights all come from it
+    except CheckpointError as err:
+        raise WeightsError(str(err)) from None
+    hparams = checkpoint.get("hyper_parameters", {})
     if not isinstance(hparams.get("cfg"), dict):
         raise WeightsError(f"{path}: checkpoint has no architecture ('hyper_parameters.cfg')")
     model = DetectionModel(hparams["cfg"])
-    missing, unexpected = model.load_state_dict(initial_state_dict(str(path)), strict=False)
+    missing, unexpected = model.load_state_dict(checkpoint_weights(checkpoint, path), strict=False)
     if missing or unexpected:
         raise WeightsError(f"{path}: weights do not fit the stored architecture: {(missing + unexpected)[:10]}")
     if hparams.get("names"):
