@@ -7,27 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from fit_helpers import fit_args
 
 from lightning_yolo.cli import main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def _fit_args(data: Path, project: Path, epochs: int, *extra: str) -> list[str]:
-    return [
-        "fit",
-        "--model.cfg=yolov5n.yaml",
-        f"--data.data={data}",
-        "--data.imgsz=64",
-        "--data.batch_size=4",
-        "--data.workers=0",
-        f"--trainer.max_epochs={epochs}",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        f"--project={project}",
-        "--name=tiny",
-        *extra,
-    ]
 
 
 def _rows(run: Path) -> list[dict[str, str]]:
@@ -41,7 +25,7 @@ def fitted(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     project = tmp_path_factory.mktemp("runs")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LIGHTNING_YOLO_CACHE", str(project / "cache"))
-        main(_fit_args(tiny_dataset, project, 2))
+        main(fit_args(tiny_dataset, project, 2))
     return project / "tiny"
 
 
@@ -73,7 +57,7 @@ def test_resume_continues_from_last_checkpoint(fitted: Path, tiny_dataset: Path,
     project = fitted.parent
     monkeypatch.setenv("LIGHTNING_YOLO_CACHE", str(project / "cache"))
     before = torch.load(fitted / "weights" / "last.ckpt", map_location="cpu", weights_only=True)
-    main(_fit_args(tiny_dataset, project, 3, "--ckpt_path=last"))
+    main(fit_args(tiny_dataset, project, 3, "--ckpt_path=last"))
     after = torch.load(fitted / "weights" / "last.ckpt", map_location="cpu", weights_only=True)
     assert [r["epoch"] for r in _rows(fitted)] == ["0", "1", "2"]  # same run folder, one new row
     assert not (project / "tiny2").exists()
@@ -84,7 +68,7 @@ def test_resume_continues_from_last_checkpoint(fitted: Path, tiny_dataset: Path,
 
 def test_resume_without_checkpoint_fails_loudly(tmp_path: Path, tiny_dataset: Path, label_cache, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(_fit_args(tiny_dataset, tmp_path, 1, "--ckpt_path=last"))
+        main(fit_args(tiny_dataset, tmp_path, 1, "--ckpt_path=last"))
     assert exit_info.value.code == 2
     assert "no checkpoint to resume" in capsys.readouterr().err
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from reliability_helpers import fit_args
+from fit_helpers import fit_args
 
 
 @pytest.fixture(scope="session")

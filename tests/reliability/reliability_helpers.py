@@ -8,24 +8,6 @@ from pathlib import Path
 import torch
 
 
-def fit_args(data: Path, project: Path, epochs: int, *extra: str) -> list[str]:
-    """The smallest useful ``fit`` command line (yolov5n, 64 px, batch 4, no workers, no progress bar)."""
-    return [
-        "fit",
-        "--model.cfg=yolov5n.yaml",
-        f"--data.data={data}",
-        "--data.imgsz=64",
-        "--data.batch_size=4",
-        "--data.workers=0",
-        f"--trainer.max_epochs={epochs}",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        f"--project={project}",
-        "--name=tiny",
-        *extra,
-    ]
-
-
 class RunsShell:
     """Pickles as a call to ``os.system(command)``: what a hostile checkpoint would run on load."""
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import fit_args, write_bad_checkpoint
+from fit_helpers import fit_args
+from reliability_helpers import write_bad_checkpoint
 
 from lightning_yolo.checkpoint_io import AtomicCheckpointIO
 from lightning_yolo.cli import main

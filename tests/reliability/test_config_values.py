@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from reliability_helpers import fit_args
+from fit_helpers import fit_args
 
 from lightning_yolo.cli import main
 from lightning_yolo.data.datamodule import YOLODataModule

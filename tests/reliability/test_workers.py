@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from reliability_helpers import fit_args
+from fit_helpers import fit_args
 
 from lightning_yolo.cli import main
 from lightning_yolo.module import YOLOModule
