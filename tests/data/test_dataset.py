@@ -148,6 +148,9 @@ def test_collate_builds_the_batch_dict(tiny_yaml: Path) -> None:
     samples = [dataset[(i, 0)] for i in range(4)]
     batch = collate(samples)
     assert batch["img"].shape == (4, 3, 64, 64) and batch["img"].dtype == torch.uint8
+    # the model's layout, filled without a transposing copy: each pixel's 3 channels are adjacent in memory
+    assert batch["img"].is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(batch["img"], torch.stack([s[0] for s in samples]))
     assert batch["targets"].dtype == torch.float32 and batch["targets"].shape[1] == 6
     counts = [len(s[1]) for s in samples]
     assert batch["targets"][:, 0].tolist() == [float(i) for i, n in enumerate(counts) for _ in range(n)]
