@@ -53,10 +53,12 @@ class ModelEMA(nn.Module):
         self.updates += 1
         d = self.decay_at(int(self.updates))
         current = model.state_dict()
+        averages, values = [], []
         for key, avg in self.module.state_dict().items():
             if avg.dtype.is_floating_point:
-                avg.mul_(d)
-                avg.add_((1 - d) * current[key].detach())
+                averages.append(avg)
+                values.append(current[key].detach().to(avg.dtype))
+        torch._foreach_lerp_(averages, values, 1 - d)  # avg + (1 - d) (x - avg), in a few fused kernels
 
     def update_attr(
         self, model: nn.Module, include: Iterable[str] = (), exclude: Iterable[str] = ("process_group", "reducer")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -252,6 +253,30 @@ def test_fit_with_lightning_switches_mosaic_off_in_persistent_workers(tiny_yaml:
     trainer.fit(probe, dm)
     assert all(probe.mosaic[0]) and all(probe.mosaic[1]) and not any(probe.mosaic[2])
     assert sorted(probe.val_paths) == sorted(3 * dm.scans["val"].image_files)
+
+
+class _Niceness(torch.utils.data.Dataset):
+    """One item: the scheduling niceness of the process that loads it."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> int:
+        return os.nice(0)
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="needs os.nice")
+@pytest.mark.parametrize(("cpu_trainer", "lowered_by"), [(True, 19), (False, 0)])
+def test_loader_workers_yield_the_cores_only_to_cpu_training(
+    tiny_yaml: Path, cpu_trainer: bool, lowered_by: int
+) -> None:
+    dm = make_dm(tiny_yaml, workers=1)
+    if cpu_trainer:
+        dm.trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    dm.setup("fit")
+    init = dm.train_dataloader().worker_init_fn  # what the data module's workers run first
+    loader = torch.utils.data.DataLoader(_Niceness(), num_workers=1, worker_init_fn=init)
+    assert int(next(iter(loader))) == min(os.nice(0) + lowered_by, 19)
 
 
 def test_coco128_through_the_data_module(shared: Path) -> None:
