@@ -33,7 +33,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from lightning_yolo.data import image_cache
 from lightning_yolo.data.config import DatasetError
-from lightning_yolo.data.images import load_image_bgr
+from lightning_yolo.data.images import jpeg_reduction, load_image_bgr
 from lightning_yolo.data.mosaic import mosaic4_augment
 from lightning_yolo.data.scan import ScanResult
 from lightning_yolo.data.transforms import (
@@ -114,6 +114,9 @@ class YOLODataset(Dataset):
         cache_dir: Cache folder for ``cache="disk"``.
         workers: Threads used to fill an image cache.
         ram_copies: Processes on this machine that each hold a RAM cache (for the memory check).
+        fast_decode: When augmenting, decode a JPEG that is at least 2x larger than ``imgsz`` at 1/2, 1/4 or 1/8
+            scale (:func:`lightning_yolo.data.images.jpeg_reduction`) before the final resize. Never used for
+            evaluation, which decodes in full as YOLOv5's val.py does.
     """
 
     def __init__(
@@ -131,6 +134,7 @@ class YOLODataset(Dataset):
         cache_dir: str | Path | None = None,
         workers: int = 0,
         ram_copies: int = 1,
+        fast_decode: bool = True,
     ) -> None:
         if not len(scan):
             raise DatasetError(f"{scan.split}: no usable images (see the warnings above)")
@@ -141,6 +145,7 @@ class YOLODataset(Dataset):
             for lb in self.labels:
                 lb[:, 0] = 0
         self.imgsz, self.augment, self.stride, self.seed = imgsz, augment, stride, seed
+        self.fast_decode = fast_decode and augment
         self.hyp = hyp or AugmentSettings()
         self.epoch = 0
         self.close_mosaic_epoch: int | None = None
@@ -272,7 +277,11 @@ class YOLODataset(Dataset):
         return img, (h0, w0), img.shape[:2]
 
     def _decode_resized(self, index: int) -> np.ndarray:
-        img = load_image_bgr(self.image_files[index])
+        hw = tuple(int(v) for v in self.shapes_hw[index])
+        reduction = jpeg_reduction(max(hw), self.imgsz) if self.fast_decode else 1
+        img = load_image_bgr(self.image_files[index], reduction=reduction)
+        if reduction > 1 and img.shape[:2] != hw:  # reduced: resize to the size a full decode would reach
+            return resize_to_imgsz(img, self.imgsz, self.augment, original_hw=hw)[0]
         return resize_to_imgsz(img, self.imgsz, self.augment)[0]
 
     def _setup_cache(self, cache: str | None, workers: int, ram_copies: int) -> None:
@@ -283,7 +292,7 @@ class YOLODataset(Dataset):
                 log.info("caching %d images in RAM", len(self))
                 self._ram = image_cache.fill_ram_cache(len(self), self._decode_resized, workers)
         elif cache == "disk":
-            key = (self.imgsz, self.augment, self.cache_dir)
+            key = (self.imgsz, self.augment, self.cache_dir, self.fast_decode)
             self._npy = [image_cache.disk_cache_path(f, *key) for f in self.image_files]
             written = image_cache.fill_disk_cache(self._npy, self._decode_resized, workers)
             log.info("disk image cache: %d of %d images written to %s", written, len(self), self._npy[0].parent)

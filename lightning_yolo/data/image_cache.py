@@ -78,7 +78,9 @@ def fill_ram_cache(count: int, load: Loader, workers: int) -> list[np.ndarray | 
     return _map(safe, count, workers)
 
 
-def disk_cache_path(image_file: str, imgsz: int, augment: bool, cache_dir: str | Path | None = None) -> Path:
+def disk_cache_path(
+    image_file: str, imgsz: int, augment: bool, cache_dir: str | Path | None = None, fast_decode: bool = False
+) -> Path:
     """``.npy`` path of an image's resized copy; the key covers path, size, mtime and the resize settings."""
     try:
         st = os.stat(image_file)
@@ -86,6 +88,7 @@ def disk_cache_path(image_file: str, imgsz: int, augment: bool, cache_dir: str |
     except OSError:
         stamp = "missing"
     key = f"{Path(image_file).absolute()}\0{stamp}\0{imgsz}\0{int(augment)}"
+    key += "\0reduced-decode" if fast_decode else ""  # keeps the keys of full-decode copies unchanged
     return cache_root(cache_dir) / "images" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
 
 

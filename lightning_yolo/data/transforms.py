@@ -64,7 +64,9 @@ def as_labels(labels: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------- resizing
 
 
-def resize_to_imgsz(img: np.ndarray, imgsz: int, augment: bool) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+def resize_to_imgsz(
+    img: np.ndarray, imgsz: int, augment: bool, original_hw: tuple[int, int] | None = None
+) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
     """Resize an image so that its long side equals ``imgsz``, keeping the aspect ratio (load-time resize).
 
     The short side becomes ``ceil(short * imgsz / long)`` computed in exact integer arithmetic (a float product
@@ -75,17 +77,19 @@ def resize_to_imgsz(img: np.ndarray, imgsz: int, augment: bool) -> tuple[np.ndar
         img: uint8 ``(h0, w0, 3)`` image.
         imgsz: target length of the long side in pixels.
         augment: True for training images.
+        original_hw: The image's full size when ``img`` was decoded at a reduced scale: the target size is
+            computed from it, so that a reduced decode ends at exactly the size a full one would.
 
     Returns:
         ``(img, (h0, w0), (h, w))``: the resized image, its original and its new height and width.
     """
-    h0, w0 = img.shape[:2]
+    h0, w0 = original_hw or img.shape[:2]
     long_side = max(h0, w0)
-    if long_side != imgsz:
-        enlarge = imgsz > long_side
+    w = -(-w0 * imgsz // long_side)  # ceil division
+    h = -(-h0 * imgsz // long_side)
+    if img.shape[:2] != (h, w):
+        enlarge = max(h, w) > max(img.shape[:2])
         interp = cv2.INTER_LINEAR if (augment or enlarge) else cv2.INTER_AREA
-        w = -(-w0 * imgsz // long_side)  # ceil division
-        h = -(-h0 * imgsz // long_side)
         img = cv2.resize(img, (w, h), interpolation=interp)
     return img, (h0, w0), (img.shape[0], img.shape[1])
 

@@ -196,3 +196,50 @@ def test_augmented_boxes_sit_on_the_objects(white_boxes: Path, settings: Augment
             assert band <= 0.5 * band_size, (key, x1, y1, x2, y2)  # and tight: little object outside it
             checked += 1
     assert checked > 20
+
+
+@pytest.fixture
+def large_jpegs(tmp_path: Path, write_yaml) -> Path:
+    """Smooth 400x300 JPEG photos-to-be (a white box on a gradient), labelled, much larger than imgsz 96."""
+    root = tmp_path / "large"
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "labels" / "train").mkdir(parents=True)
+    yy, xx = np.mgrid[0:300, 0:400]
+    for i in range(4):
+        img = np.dstack([(xx * 0.5 + i * 20) % 256, (yy * 0.7) % 256, (xx + yy) * 0.3 % 256]).astype(np.uint8)
+        img[60 + 10 * i : 240, 80 : 320 - 10 * i] = 255
+        cv2.imwrite(str(root / "images" / "train" / f"{i}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        x1, y1, x2, y2 = 80, 60 + 10 * i, 320 - 10 * i, 240
+        line = f"0 {(x1 + x2) / 800} {(y1 + y2) / 600} {(x2 - x1) / 400} {(y2 - y1) / 300}\n"
+        (root / "labels" / "train" / f"{i}.txt").write_text(line)
+    return write_yaml(root / "d.yaml", "train: images/train\nval: images/train\nnames: [box]\n")
+
+
+def test_fast_decode_gives_the_full_decode_size_and_nearly_its_pixels(large_jpegs: Path) -> None:
+    scan = scan_yaml(large_jpegs, "train")
+    fast = YOLODataset(scan, imgsz=96, augment=True, fast_decode=True)
+    full = YOLODataset(scan, imgsz=96, augment=True, fast_decode=False)
+    for i in range(len(scan)):
+        a, hw0, hw = fast.load_resized(i)
+        b, hw0_full, hw_full = full.load_resized(i)
+        assert (hw0, hw) == (hw0_full, hw_full) == ((300, 400), (72, 96))  # a 1/4-scale decode, then resized
+        # libjpeg's DCT-domain shrink is an area-like average: close to the bilinear one away from edges
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 4
+
+
+def test_fast_decode_never_changes_evaluation_samples(large_jpegs: Path) -> None:
+    scan = scan_yaml(large_jpegs, "val")
+    on = YOLODataset(scan, imgsz=96, augment=False, fast_decode=True)
+    off = YOLODataset(scan, imgsz=96, augment=False, fast_decode=False)
+    for i in range(len(scan)):
+        torch.testing.assert_close(on[i][0], off[i][0], rtol=0, atol=0)
+
+
+def test_fast_decode_training_boxes_sit_on_the_objects(large_jpegs: Path) -> None:
+    hyp = AugmentSettings(hsv_h=0, hsv_s=0, hsv_v=0, mosaic=0.0, translate=0.0, scale=0.0, fliplr=0.5)
+    dataset = YOLODataset(scan_yaml(large_jpegs, "train"), imgsz=96, augment=True, hyp=hyp, albumentations=False)
+    for key in [(i, e) for i in range(len(dataset)) for e in range(2)]:
+        img, labels, _, _ = dataset[key]
+        (_, _, x, y, w, h) = labels[0].tolist()
+        x1, y1, x2, y2 = (round(v * 96) for v in (x - w / 2, y - h / 2, x + w / 2, y + h / 2))
+        assert (img[:, y1 + 1 : y2 - 1, x1 + 1 : x2 - 1] > 230).float().mean() > 0.95, key

@@ -15,7 +15,7 @@ from PIL import Image
 
 from lightning_yolo.data.cache import CACHE_ENV, label_cache_path
 from lightning_yolo.data.config import DatasetError
-from lightning_yolo.data.images import load_image_bgr, verify_image
+from lightning_yolo.data.images import jpeg_reduction, load_image_bgr, verify_image
 from lightning_yolo.data.labels import COORD_TOLERANCE, LabelError, format_labels, parse_label_file, parse_label_text
 from lightning_yolo.data.scan import scan_split
 
@@ -184,6 +184,31 @@ def test_exif_orientation_is_applied_to_shape_and_pixels(tmp_path: Path, orienta
     loaded = load_image_bgr(path)
     assert loaded.shape == expected.shape
     assert np.abs(loaded.astype(int) - expected[..., ::-1]).mean() < 3
+
+
+@pytest.mark.parametrize(
+    ("long_side", "target", "reduction"), [(639, 320, 1), (640, 320, 2), (4032, 640, 4), (5120, 640, 8)]
+)
+def test_jpeg_reduction_keeps_at_least_the_target_size(long_side: int, target: int, reduction: int) -> None:
+    assert jpeg_reduction(long_side, target) == reduction
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_reduced_jpeg_decode_keeps_orientation_and_averages_pixels(tmp_path: Path, orientation: int) -> None:
+    yy, xx = np.mgrid[0:64, 0:96]
+    stored = np.dstack([xx * 2, yy * 3, (xx + yy) * 1.5]).astype(np.uint8)
+    path = tmp_path / f"o{orientation}.jpg"
+    path.write_bytes(_jpeg_with_orientation(stored, orientation))
+    full, quarter = load_image_bgr(path), load_image_bgr(path, reduction=4)
+    assert quarter.shape == (full.shape[0] // 4, full.shape[1] // 4, 3)  # rotated like the full decode
+    area = cv2.resize(full, quarter.shape[1::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(quarter.astype(int) - area).mean() < 3
+
+
+def test_reduction_is_ignored_by_formats_without_dct_scaling(tmp_path: Path) -> None:
+    path = tmp_path / "rgb.png"
+    path.write_bytes(_encode_pil(Image.fromarray(RGB), "PNG"))
+    np.testing.assert_array_equal(load_image_bgr(path, reduction=2), load_image_bgr(path))
 
 
 def _encode_pil(image: Image.Image, fmt: str, **kwargs) -> bytes:
