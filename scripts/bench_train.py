@@ -147,6 +147,7 @@ def ours_argv(args: argparse.Namespace, data_yaml: Path) -> list[str]:
         *("fit", "--model.cfg", args.cfg, "--data.data", str(data_yaml)),
         *("--data.imgsz", str(args.imgsz), "--data.batch_size", str(args.batch_size)),
         *("--data.workers", str(args.workers), "--data.albumentations", str(args.albumentations).lower()),
+        *("--data.fast_decode", str(not args.full_decode).lower()),
         *("--trainer.max_epochs", str(args.epochs), "--trainer.accelerator", "cpu", "--trainer.devices", "1"),
         *("--trainer.limit_val_batches", "0", "--autoanchor.enabled", "false"),
         *("--plots.labels", "false", "--plots.train_batches", "0", "--plots.val_batches", "0"),
@@ -251,6 +252,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
         help="lightning_yolo: also apply the albumentations "
         "extras (YOLOv5 applies them only when albumentations is installed, which its requirements omit)",
     )
+    p.add_argument(
+        "--full-decode",
+        action="store_true",
+        help="lightning_yolo: decode every JPEG in full as YOLOv5 does (data.fast_decode false), for a comparison "
+        "with identical pixel work; by default JPEGs 2x or more larger than imgsz are decoded at reduced scale",
+    )
     args = p.parse_args(argv)
     forwarded = [
         *("--data", args.data, "--work-dir", args.work_dir, "--repeat", str(args.repeat), "--cfg", args.cfg),
@@ -258,6 +265,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
         *("--epochs", str(args.epochs), "--skip", str(args.skip), "--batches", str(args.batches)),
         *("--torch-threads", str(args.torch_threads)),
         *(["--albumentations"] if args.albumentations else []),
+        *(["--full-decode"] if args.full_decode else []),
     ]
     return args, forwarded
 
