@@ -280,9 +280,8 @@ class YOLODataset(Dataset):
         hw = tuple(int(v) for v in self.shapes_hw[index])
         reduction = jpeg_reduction(max(hw), self.imgsz) if self.fast_decode else 1
         img = load_image_bgr(self.image_files[index], reduction=reduction)
-        if reduction > 1 and img.shape[:2] != hw:  # reduced: resize to the size a full decode would reach
-            return resize_to_imgsz(img, self.imgsz, self.augment, original_hw=hw)[0]
-        return resize_to_imgsz(img, self.imgsz, self.augment)[0]
+        # after a reduced decode, resize to exactly the size a full decode would reach
+        return resize_to_imgsz(img, self.imgsz, self.augment, original_hw=hw if reduction > 1 else None)[0]
 
     def _setup_cache(self, cache: str | None, workers: int, ram_copies: int) -> None:
         if cache is None:
