@@ -21,6 +21,7 @@ Trainer's ``use_distributed_sampler`` is on: Lightning leaves ``DistributedSampl
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import math
@@ -423,6 +424,7 @@ def seed_worker(worker_id: int, niceness: int = 0) -> None:
     Augmentations draw from their own per-sample generators (see :mod:`lightning_yolo.data.dataset`); this covers
     third-party code using the global generators. OpenCV threads are turned off inside workers, which are
     already parallel. A positive ``niceness`` lowers the worker's scheduling priority by that much (Unix only).
+    Large freed buffers are kept for reuse (:func:`keep_freed_image_buffers`).
     """
     import cv2
 
@@ -432,3 +434,22 @@ def seed_worker(worker_id: int, niceness: int = 0) -> None:
     cv2.setNumThreads(0)
     if niceness > 0 and hasattr(os, "nice"):
         os.nice(niceness)
+    keep_freed_image_buffers()
+
+
+def keep_freed_image_buffers() -> bool:
+    """Make glibc's malloc reuse freed multi-megabyte buffers instead of returning them to the system.
+
+    Every sample allocates and frees several image-sized arrays (decoded images, the mosaic canvas, the warped
+    image). glibc maps such blocks freshly and unmaps them on free, so each sample pays page faults and the
+    kernel's zeroing again; raising the mmap and trim thresholds keeps them in the heap (a worker keeps up to
+    256 MiB of freed memory). On 2 cores this cut loader page faults by about half and system CPU time by about
+    a third. Returns False where there is no glibc (the call is then a no-op).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 256 << 20))

@@ -366,3 +366,32 @@ def test_hyperparameters_in_a_checkpoint_load_with_weights_only(tiny_yaml: Path,
     torch.save({"datamodule_hyper_parameters": dict(dm.hparams)}, tmp_path / "c.ckpt")  # what Lightning saves
     loaded = torch.load(tmp_path / "c.ckpt", weights_only=True)["datamodule_hyper_parameters"]
     assert loaded["albumentations_extra"] == [{"name": "Blur", "p": 0.1}] and loaded["cache"] == "disk"
+
+
+_FAULTS_SCRIPT = """
+import resource, sys
+import numpy as np
+from lightning_yolo.data.datamodule import keep_freed_image_buffers
+if sys.argv[1] == "keep":
+    assert keep_freed_image_buffers()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for i in range(40):  # per sample: 4 decoded images, a mosaic canvas and the warped image, written then freed
+    images = [np.ones((480 + i % 3, 640, 3), np.uint8) for _ in range(4)]
+    canvas = np.full((1280, 1280, 3), 114, np.uint8)
+    warped = np.ones((640, 640, 3), np.uint8)
+    del images, canvas, warped
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="Linux (glibc) only")
+def test_workers_reuse_freed_image_buffers_instead_of_faulting_them_in_again() -> None:
+    import subprocess
+    import sys
+
+    def faults(mode: str) -> int:
+        run = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, mode], capture_output=True, text=True, check=True)
+        return int(run.stdout.split()[-1])
+
+    default, kept = faults("default"), faults("keep")
+    assert kept * 4 < default, (kept, default)  # fresh pages for every sample by default, reused when kept
