@@ -142,9 +142,9 @@ def load_image_bgr(path: str | Path, reduction: int = 1) -> np.ndarray:
 
     Args:
         path: The image file.
-        reduction: 2, 4 or 8 decodes a JPEG at that fraction of its size, in libjpeg's DCT domain (several times
-            faster than a full decode, and an area-like average rather than a resampling). Other formats ignore
-            it and decode in full.
+        reduction: 2, 4 or 8 decodes a JPEG at that fraction of its size, in libjpeg's DCT domain (the inverse
+            DCT and colour conversion shrink with the output; entropy decoding does not), giving an area-like
+            average rather than a resampling. Other formats ignore it and decode in full.
 
     Raises:
         DatasetError: the file is missing or cannot be decoded (the message names it).
