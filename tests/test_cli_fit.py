@@ -66,6 +66,17 @@ def test_resume_continues_from_last_checkpoint(fitted: Path, tiny_dataset: Path,
     assert int(after["state_dict"]["ema.updates"]) > int(before["state_dict"]["ema.updates"])
 
 
+def test_last_checkpoint_is_written_after_epochs_without_an_optimiser_step(
+    tiny_dataset: Path, tmp_path: Path, label_cache
+) -> None:
+    # 2 batches per epoch while the warmup raises the accumulation towards 64 / 4 = 16: epoch 5 (iterations 10
+    # and 11) is the first without an optimiser step, and it must still leave its own last.ckpt
+    main(fit_args(tiny_dataset, tmp_path, 6))
+    ckpt = torch.load(tmp_path / "tiny" / "weights" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["accumulation"]["last_opt_step"] < 10  # no step in the last epoch
+    assert ckpt["epoch"] == 5 and ckpt["accumulation"]["last_seen"] == 6 * 2 - 1
+
+
 def test_resume_without_checkpoint_fails_loudly(tmp_path: Path, tiny_dataset: Path, label_cache, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(fit_args(tiny_dataset, tmp_path, 1, "--ckpt_path=last"))
