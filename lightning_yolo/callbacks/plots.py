@@ -155,21 +155,7 @@ class RunPlots(Callback):
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._on_evaluation_start(trainer)
 
-    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._on_evaluation_start(trainer)
-
     def on_validation_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._keep(trainer, outputs, batch, batch_idx, dataloader_idx)
-
-    def on_test_batch_end(
         self,
         trainer: pl.Trainer,
         pl_module: pl.LightningModule,
@@ -183,8 +169,10 @@ class RunPlots(Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._on_evaluation_end(trainer, pl_module)
 
-    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._on_evaluation_end(trainer, pl_module)
+    # `test` evaluates exactly as `validate` does
+    on_test_epoch_start = on_validation_epoch_start
+    on_test_batch_end = on_validation_batch_end
+    on_test_end = on_validation_end
 
     # ------------------------------------------------------------------------------------------------ fit end
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -222,10 +222,6 @@ class WandbLogging(Callback):
         self._log_config(trainer)
         self._images = []
 
-    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._log_config(trainer)
-        self._images = []
-
     # ------------------------------------------------------------------------------------------------ images
     def _collect(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any) -> None:
         room = self.max_images - len(self._images)
@@ -250,16 +246,8 @@ class WandbLogging(Callback):
     ) -> None:
         self._collect(trainer, pl_module, outputs, batch)
 
-    def on_test_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._collect(trainer, pl_module, outputs, batch)
+    on_test_start = on_validation_start  # test collects its pictures as validation does
+    on_test_batch_end = on_validation_batch_end
 
     def _log_evaluation(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prefix: str) -> None:
         logger = self._active(trainer)
