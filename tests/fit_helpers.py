@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 
 def fit_args(data: Path, project: Path, epochs: int, *extra: str) -> list[str]:
     """The smallest useful ``fit`` command line (yolov5n, 64 px, batch 4, no workers, no progress bar)."""
@@ -21,3 +23,13 @@ def fit_args(data: Path, project: Path, epochs: int, *extra: str) -> list[str]:
         "--name=tiny",
         *extra,
     ]
+
+
+def run_tiny_fit(data: Path, project: Path, epochs: int) -> Path:
+    """Run the tiny fit into ``project`` (its label cache kept there too); returns the run folder."""
+    from lightning_yolo.cli import main
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LIGHTNING_YOLO_CACHE", str(project / "cache"))
+        main(fit_args(data, project, epochs))
+    return project / "tiny"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fit_helpers import fit_args
+from fit_helpers import fit_args, run_tiny_fit
 
 from lightning_yolo.cli import main
 
@@ -22,11 +22,7 @@ def _rows(run: Path) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def fitted(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny fit of 2 epochs shared by the tests below; returns the run folder."""
-    project = tmp_path_factory.mktemp("runs")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LIGHTNING_YOLO_CACHE", str(project / "cache"))
-        main(fit_args(tiny_dataset, project, 2))
-    return project / "tiny"
+    return run_tiny_fit(tiny_dataset, tmp_path_factory.mktemp("runs"), 2)
 
 
 def test_fit_writes_one_run_folder(fitted: Path) -> None:
