@@ -299,36 +299,45 @@ def drive(args: argparse.Namespace, forwarded: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
-def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    """Parse the command line; also return the settings a driver forwards to every measurement."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_shared_arguments(p: argparse.ArgumentParser, imgsz: int) -> None:
+    """The options both benchmark scripts take: sides, interpreters, data, size, batch, rounds, albumentations."""
     p.add_argument("--side", choices=("ours", "yolov5", "both"), default="both", help="side to measure")
     p.add_argument("--yolov5", default="/tmp/yolov5", help="YOLOv5 checkout (work tree) for --side yolov5")
     p.add_argument("--yolov5-python", default="/tmp/yv5venv/bin/python", help="interpreter of the YOLOv5 side")
     p.add_argument("--ours-python", default=sys.executable, help="interpreter of the lightning_yolo side")
     p.add_argument("--data", default=str(SOURCE_DATA), help="source dataset yaml (copied, never written)")
-    p.add_argument("--work-dir", default=str(WORK_DIR), help="dataset copies, caches and logs")
+    p.add_argument("--work-dir", default=str(WORK_DIR), help="dataset copies, caches, runs and logs")
     p.add_argument("--repeat", type=int, default=4, help="copies of the dataset's images in the benchmark set")
-    p.add_argument("--workers", type=int, default=0, help="loader workers (one side)")
-    p.add_argument("--worker-counts", type=int, nargs="+", default=[0, 2], help="worker counts (driver)")
     p.add_argument("--runs", type=int, default=3, help="rounds of the driver (median reported)")
-    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--imgsz", type=int, default=imgsz)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--warmup", type=int, default=5, help="batches before timing")
-    p.add_argument("--batches", type=int, default=30, help="batches timed")
     p.add_argument(
         "--albumentations",
         action="store_true",
         help="lightning_yolo: also apply the albumentations "
         "extras (YOLOv5 applies them only when albumentations is installed, which its requirements omit)",
     )
-    args = p.parse_args(argv)
-    forwarded = [
+
+
+def shared_forwarded(args: argparse.Namespace) -> list[str]:
+    """The shared options a driver passes on to every measurement process."""
+    return [
         *("--data", args.data, "--work-dir", args.work_dir, "--repeat", str(args.repeat)),
         *("--imgsz", str(args.imgsz), "--batch-size", str(args.batch_size)),
-        *("--warmup", str(args.warmup), "--batches", str(args.batches)),
         *(["--albumentations"] if args.albumentations else []),
     ]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """Parse the command line; also return the settings a driver forwards to every measurement."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_shared_arguments(p, imgsz=640)
+    p.add_argument("--workers", type=int, default=0, help="loader workers (one side)")
+    p.add_argument("--worker-counts", type=int, nargs="+", default=[0, 2], help="worker counts (driver)")
+    p.add_argument("--warmup", type=int, default=5, help="batches before timing")
+    p.add_argument("--batches", type=int, default=30, help="batches timed")
+    args = p.parse_args(argv)
+    forwarded = [*shared_forwarded(args), "--warmup", str(args.warmup), "--batches", str(args.batches)]
     return args, forwarded
 
 

@@ -32,13 +32,13 @@ from typing import Any
 
 from bench_loader import (
     RESULT_PREFIX,
-    SOURCE_DATA,
-    WORK_DIR,
+    add_shared_arguments,
     bench_env,
     environment_facts,
     prepare_dataset,
     print_summary,
     run_measurement,
+    shared_forwarded,
     side_command,
     tree_cpu_seconds,
 )
@@ -225,32 +225,17 @@ def drive(args: argparse.Namespace, forwarded: list[str]) -> None:
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     """Parse the command line; also return the settings a driver forwards to every measurement."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--side", choices=("ours", "yolov5", "both"), default="both", help="side to measure")
-    p.add_argument("--yolov5", default="/tmp/yolov5", help="YOLOv5 checkout (work tree) for --side yolov5")
-    p.add_argument("--yolov5-python", default="/tmp/yv5venv/bin/python", help="interpreter of the YOLOv5 side")
-    p.add_argument("--ours-python", default=sys.executable, help="interpreter of the lightning_yolo side")
-    p.add_argument("--data", default=str(SOURCE_DATA), help="source dataset yaml (copied, never written)")
-    p.add_argument("--work-dir", default=str(WORK_DIR), help="dataset copies, caches, runs and logs")
-    p.add_argument("--repeat", type=int, default=4, help="copies of the dataset's images in the benchmark set")
+    add_shared_arguments(p, imgsz=320)
     p.add_argument("--cfg", default="yolov5n.yaml", help="architecture yaml (both sides ship the same names)")
-    p.add_argument("--imgsz", type=int, default=320)
-    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2, help="loader workers (both sides)")
     p.add_argument("--epochs", type=int, default=3, help="epochs of the schedule (runs stop once measured)")
     p.add_argument("--skip", type=int, default=8, help="batches before the measured window")
     p.add_argument("--batches", type=int, default=40, help="batch intervals in the measured window")
-    p.add_argument("--runs", type=int, default=3, help="rounds of the driver (median reported)")
     p.add_argument(
         "--torch-threads",
         type=int,
         default=0,
         help="set torch's intra-op threads on both sides when training starts (0: leave each side's own choice)",
-    )
-    p.add_argument(
-        "--albumentations",
-        action="store_true",
-        help="lightning_yolo: also apply the albumentations "
-        "extras (YOLOv5 applies them only when albumentations is installed, which its requirements omit)",
     )
     p.add_argument(
         "--full-decode",
@@ -260,11 +245,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     )
     args = p.parse_args(argv)
     forwarded = [
-        *("--data", args.data, "--work-dir", args.work_dir, "--repeat", str(args.repeat), "--cfg", args.cfg),
-        *("--imgsz", str(args.imgsz), "--batch-size", str(args.batch_size), "--workers", str(args.workers)),
+        *shared_forwarded(args),
+        *("--cfg", args.cfg, "--workers", str(args.workers)),
         *("--epochs", str(args.epochs), "--skip", str(args.skip), "--batches", str(args.batches)),
         *("--torch-threads", str(args.torch_threads)),
-        *(["--albumentations"] if args.albumentations else []),
         *(["--full-decode"] if args.full_decode else []),
     ]
     return args, forwarded
