@@ -90,6 +90,9 @@ class YOLODataModule(LightningDataModule):
         fast_decode: Decode training JPEGs at least 2x larger than imgsz at 1/2, 1/4 or 1/8 scale (libjpeg's DCT
             scaling) before the final resize: about twice as fast for 12-megapixel photos at 640 px, with slightly
             smoother pixels than YOLOv5's full decode and bilinear shrink. Validation always decodes in full.
+        fast_warp: Do training warps that only scale and translate (all of YOLOv5's hyp files) as a crop and a
+            bilinear resize, rounded by under a pixel, instead of warpAffine on the whole mosaic canvas; mosaic
+            tiles the output does not show are not decoded. Boxes use the rounded warp, so they stay exact.
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class YOLODataModule(LightningDataModule):
         stride: int = 32,
         cache_dir: str | None = None,
         fast_decode: bool = True,
+        fast_warp: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -144,7 +148,7 @@ class YOLODataModule(LightningDataModule):
         self.batch_size, self.stride, self.cache, self.cache_dir = batch_size, stride, cache, cache_dir
         self.workers = min(workers, os.cpu_count() or 1)
         self.rect, self.single_cls, self.close_mosaic, self.seed = rect, single_cls, close_mosaic, seed
-        self.fast_decode = fast_decode
+        self.fast_decode, self.fast_warp = fast_decode, fast_warp
         self.use_albumentations, self.albumentations_extra = albumentations, list(albumentations_extra or [])
         check_albumentations(self.albumentations_extra)
         self.data_yaml = resolve_data(data, cache_dir)
@@ -234,6 +238,7 @@ class YOLODataModule(LightningDataModule):
             seed=self.seed,
             cache_dir=self.cache_dir,
             fast_decode=self.fast_decode,
+            fast_warp=self.fast_warp,
             workers=self.workers,
             ram_copies=self._devices_per_node(),
         )

@@ -34,16 +34,18 @@ from torch.utils.data import Dataset, get_worker_info
 from lightning_yolo.data import image_cache
 from lightning_yolo.data.config import DatasetError
 from lightning_yolo.data.images import jpeg_reduction, load_image_bgr
-from lightning_yolo.data.mosaic import mosaic4_augment
+from lightning_yolo.data.mosaic import Tile, plan_mosaic, render_mosaic, tile_offsets
 from lightning_yolo.data.scan import ScanResult
 from lightning_yolo.data.transforms import (
-    augment_hsv,
+    augment_hsv_to_rgb,
+    empty_labels,
     letterbox,
     letterbox_labels,
     mixup,
     random_flip,
     random_perspective,
     resize_to_imgsz,
+    resized_hw,
 )
 from lightning_yolo.ops.boxes import xywhn_to_xyxy, xyxy_to_xywhn
 
@@ -117,6 +119,9 @@ class YOLODataset(Dataset):
         fast_decode: When augmenting, decode a JPEG that is at least 2x larger than ``imgsz`` at 1/2, 1/4 or 1/8
             scale (:func:`lightning_yolo.data.images.jpeg_reduction`) before the final resize. Never used for
             evaluation, which decodes in full as YOLOv5's val.py does.
+        fast_warp: When augmenting, realise warps that only scale and translate (every YOLOv5 hyp file) as a
+            crop and a resize after rounding them by under a pixel (:mod:`lightning_yolo.data.warp`); mosaics
+            then assemble only the part of the canvas the output shows and decode only the tiles it shows.
     """
 
     def __init__(
@@ -135,6 +140,7 @@ class YOLODataset(Dataset):
         workers: int = 0,
         ram_copies: int = 1,
         fast_decode: bool = True,
+        fast_warp: bool = True,
     ) -> None:
         if not len(scan):
             raise DatasetError(f"{scan.split}: no usable images (see the warnings above)")
@@ -146,6 +152,7 @@ class YOLODataset(Dataset):
                 lb[:, 0] = 0
         self.imgsz, self.augment, self.stride, self.seed = imgsz, augment, stride, seed
         self.fast_decode = fast_decode and augment
+        self.fast_warp = fast_warp
         self.hyp = hyp or AugmentSettings()
         self.epoch = 0
         self.close_mosaic_epoch: int | None = None
@@ -199,29 +206,43 @@ class YOLODataset(Dataset):
         else:
             index, img, labels, shapes = self._letterboxed(index, rng)
             if self.augment:
-                img, labels = random_perspective(img, labels, **self.hyp.geometry(), rng=rng)
+                img, labels = random_perspective(img, labels, **self.hyp.geometry(), rng=rng, snap=self.fast_warp)
         if self.augment:
             img, labels = self._colour_and_flips(img, labels, rng)
+        else:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # a new contiguous array, much faster than a transpose
         return _to_sample(img, labels, self.image_files[index], shapes)
 
     # ------------------------------------------------------------------------------------------------ pipeline
     def _colour_and_flips(self, img: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple:
+        """Albumentations, HSV and flips of a BGR image; returns the image in RGB order."""
         if self.albumentations is not None:
             img, labels = self.albumentations(img, labels, rng)
-        img = np.ascontiguousarray(img)
-        augment_hsv(img, self.hyp.hsv_h, self.hyp.hsv_s, self.hyp.hsv_v, rng=rng)
+        img = augment_hsv_to_rgb(img, self.hyp.hsv_h, self.hyp.hsv_s, self.hyp.hsv_v, rng=rng)
         return random_flip(img, labels, flipud_p=self.hyp.flipud, fliplr_p=self.hyp.fliplr, rng=rng)
 
     def _mosaic(self, index: int, rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
-        """A mosaic of ``index`` and 3 random images in random order; returns the index actually used."""
+        """A mosaic of ``index`` and 3 random images in random order; returns the index actually used.
+
+        The centre and the warp are drawn first, so that tiles the output does not show are never decoded. An
+        image found unreadable is replaced by another one, whose size may move the tiles: visibility is then
+        checked again, until every tile the output shows is loaded.
+        """
         indices = [index, *(int(i) for i in rng.integers(len(self), size=3))]
         rng.shuffle(indices)
-        samples, used = [], index
-        for i in indices:
-            j, img, _, hw = self._load(i, rng)
-            used = j if i == index else used
-            samples.append((img, self._pixel_labels(j, hw)))
-        img, labels = mosaic4_augment(samples, self.imgsz, rng=rng, **self.hyp.geometry())
+        plan = plan_mosaic(self.imgsz, rng, **self.hyp.geometry(), snap=self.fast_warp)
+        tiles: list[Tile] = [(None, empty_labels(), self._resized_hw(i)) for i in indices]
+        loaded, used = [False] * 4, index
+        while True:
+            offsets = tile_offsets(plan.center, [hw for _, _, hw in tiles])
+            todo = [k for k in range(4) if not loaded[k] and plan.needs(offsets[k], tiles[k][2])]
+            if not todo:
+                break
+            for k in todo:
+                j, img, _, hw = self._load(indices[k], rng)
+                used = j if indices[k] == index else used
+                tiles[k], loaded[k] = (img, self._pixel_labels(j, hw), hw), True
+        img, labels = render_mosaic(plan, tiles)
         return used, img, labels
 
     def _letterboxed(self, index: int, rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray, Any]:
@@ -232,6 +253,12 @@ class YOLODataset(Dataset):
         labels = letterbox_labels(self._pixel_labels(index, (h, w)), ratio, pad)
         shapes = ((h0, w0), ((h / h0 * ratio[1], w / w0 * ratio[0]), pad))
         return index, img, labels, shapes
+
+    def _resized_hw(self, index: int) -> tuple[int, int]:
+        """``(h, w)`` of image ``index`` after :meth:`load_resized`, without loading it."""
+        if self._ram is not None and self._ram[index] is not None:
+            return self._ram[index].shape[:2]
+        return resized_hw(self.shapes_hw[index], self.imgsz)
 
     def _pixel_labels(self, index: int, hw: tuple[int, int]) -> np.ndarray:
         """Labels of image ``index`` in the internal format, in pixels of its ``hw``-sized resized image."""
@@ -308,15 +335,14 @@ def _build_albumentations(augment: bool, extras: bool, transforms: Sequence[Mapp
 
 
 def _to_sample(img: np.ndarray, labels: np.ndarray, path: str, shapes: Any) -> Sample:
-    """Internal ``(img BGR HWC, pixel xyxy labels)`` -> ``(uint8 (3, H, W) RGB tensor, (n, 6) xywhn tensor)``."""
+    """``(img RGB HWC, pixel xyxy labels)`` -> ``(uint8 (3, H, W) RGB tensor, (n, 6) xywhn tensor)``."""
     h, w = img.shape[:2]
     out = torch.zeros((len(labels), 6), dtype=torch.float32)
     if len(labels):
         xywhn = xyxy_to_xywhn(labels[:, 1:5].astype(np.float32), w=w, h=h, clip=True, eps=1e-3)
         out[:, 1] = torch.from_numpy(labels[:, 0].astype(np.float32))
         out[:, 2:] = torch.from_numpy(np.ascontiguousarray(xywhn, dtype=np.float32))
-    rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # a new contiguous HWC array, several times faster than a transpose
-    return torch.from_numpy(rgb).permute(2, 0, 1), out, path, shapes
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), out, path, shapes
 
 
 def collate(samples: Sequence[Sample]) -> dict[str, Any]:

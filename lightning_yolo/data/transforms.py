@@ -3,8 +3,8 @@
 Conventions shared by every function here (and by :mod:`lightning_yolo.data.mosaic` and
 :mod:`lightning_yolo.data.albument`):
 
-- ``img``: ``np.ndarray`` uint8 ``(H, W, 3)`` in BGR order, as read by ``cv2.imread``. The dataset flips to RGB
-  only at the very end of its pipeline.
+- ``img``: ``np.ndarray`` uint8 ``(H, W, 3)`` in BGR order, as read by ``cv2.imread``. The dataset turns it to RGB
+  only at the end of its pipeline (in the conversion back from HSV when augmenting).
 - ``labels``: ``np.ndarray`` float32 ``(n, 5)`` rows ``[cls, x1, y1, x2, y2]`` in pixels of the *current* image
   (pixel-edge convention: a box covering the whole image is ``[0, 0, W, H]``). ``n`` may be 0 (shape ``(0, 5)``).
 - Random functions take ``rng: np.random.Generator`` and never touch global random state, so one seed reproduces
@@ -23,8 +23,11 @@ Training pipeline of the dataset, in order (hyperparameter names as in the YOLOv
         labels = letterbox_labels(labels, ratio, pad)
         img, labels = random_perspective(img, labels, degrees=..., translate=..., rng=rng)
     img, labels = albumentations(img, labels, rng=rng)                                         # albument.py
-    augment_hsv(img, hsv_h, hsv_s, hsv_v, rng=rng)                                            # in place
+    img = augment_hsv_to_rgb(img, hsv_h, hsv_s, hsv_v, rng=rng)                               # now RGB
     img, labels = random_flip(img, labels, flipud_p=hyp_flipud, fliplr_p=hyp_fliplr, rng=rng)
+
+(with ``snap=True`` for the warps by default, see :mod:`lightning_yolo.data.warp`; the dataset draws a mosaic's
+centre and warp first and decodes only the tiles the output shows, see :mod:`lightning_yolo.data.mosaic`.)
 
 Validation uses ``resize_to_imgsz(..., augment=False)`` then ``letterbox`` (rect batch shape) and
 ``letterbox_labels`` only.
@@ -38,8 +41,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-FILL_VALUE = 114
-"""Grey level used for letterbox padding, mosaic canvas and warp borders."""
+from lightning_yolo.data.warp import FILL_VALUE, is_axis_aligned, snap_axis_aligned, warp_axis_aligned
 
 
 def empty_labels() -> np.ndarray:
@@ -84,14 +86,19 @@ def resize_to_imgsz(
         ``(img, (h0, w0), (h, w))``: the resized image, its original and its new height and width.
     """
     h0, w0 = original_hw or img.shape[:2]
-    long_side = max(h0, w0)
-    w = -(-w0 * imgsz // long_side)  # ceil division
-    h = -(-h0 * imgsz // long_side)
+    h, w = resized_hw((h0, w0), imgsz)
     if img.shape[:2] != (h, w):
         enlarge = max(h, w) > max(img.shape[:2])
         interp = cv2.INTER_LINEAR if (augment or enlarge) else cv2.INTER_AREA
         img = cv2.resize(img, (w, h), interpolation=interp)
     return img, (h0, w0), (img.shape[0], img.shape[1])
+
+
+def resized_hw(hw: tuple[int, int], imgsz: int) -> tuple[int, int]:
+    """``(h, w)`` that :func:`resize_to_imgsz` gives an ``hw`` image: long side ``imgsz``, short side rounded up."""
+    h0, w0 = (int(v) for v in hw)
+    long_side = max(h0, w0)
+    return -(-h0 * imgsz // long_side), -(-w0 * imgsz // long_side)  # ceil division in exact integers
 
 
 def letterbox(
@@ -304,6 +311,7 @@ def random_perspective(
     border: tuple[int, int] = (0, 0),
     *,
     rng: np.random.Generator,
+    snap: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Random rotation, scale, shear, translation and perspective of an image and its boxes (YOLOv5).
 
@@ -317,13 +325,18 @@ def random_perspective(
         degrees, translate, scale, shear, perspective: augmentation ranges (YOLOv5 hyp names).
         border: ``(border_h, border_w)`` pixels added on each side.
         rng: random generator.
+        snap: When the drawn warp only scales and translates, round it to the nearest one a crop and a resize
+            realise and warp that way (:mod:`lightning_yolo.data.warp`): 3-4x cheaper than ``warpAffine``.
 
     Returns:
         ``(img, labels)`` of the output image.
     """
     out_wh = (img.shape[1] + border[1] * 2, img.shape[0] + border[0] * 2)
     matrix, s = sample_perspective_matrix(img.shape[:2], out_wh, degrees, translate, scale, shear, perspective, rng)
-    if border[0] or border[1] or (matrix != np.eye(3)).any():
+    if snap and is_axis_aligned(matrix):
+        matrix, region = snap_axis_aligned(matrix, out_wh)
+        img = warp_axis_aligned(img, region, out_wh)
+    elif border[0] or border[1] or (matrix != np.eye(3)).any():
         img = warp_image(img, matrix, out_wh)
     return img, warp_labels(labels, matrix, out_wh, scale=s)
 
@@ -339,16 +352,35 @@ def augment_hsv(
     Each channel is multiplied by a gain drawn uniformly from ``1 +- gain`` (hue wraps modulo 180, saturation and
     value are clipped to 255), through lookup tables. Nothing is drawn when all gains are 0.
     """
+    if hgain or sgain or vgain:
+        _apply_hsv_gains(img, _draw_hsv_gains(hgain, sgain, vgain, rng), cv2.COLOR_HSV2BGR, dst=img)
+
+
+def augment_hsv_to_rgb(
+    img: np.ndarray, hgain: float = 0.5, sgain: float = 0.5, vgain: float = 0.5, *, rng: np.random.Generator
+) -> np.ndarray:
+    """:func:`augment_hsv` (same draws, same pixels) returning a new array in RGB order.
+
+    The conversion back from HSV writes RGB directly, which saves the dataset its final BGR -> RGB copy.
+    """
     if not (hgain or sgain or vgain):
-        return
-    gains = rng.uniform(-1, 1, 3) * np.array([hgain, sgain, vgain]) + 1
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return _apply_hsv_gains(img, _draw_hsv_gains(hgain, sgain, vgain, rng), cv2.COLOR_HSV2RGB)
+
+
+def _draw_hsv_gains(hgain: float, sgain: float, vgain: float, rng: np.random.Generator) -> np.ndarray:
+    return rng.uniform(-1, 1, 3) * np.array([hgain, sgain, vgain]) + 1
+
+
+def _apply_hsv_gains(img: np.ndarray, gains: np.ndarray, back: int, dst: np.ndarray | None = None) -> np.ndarray:
+    """Scale H, S, V of a BGR image through lookup tables, then convert with ``back`` (into ``dst`` if given)."""
     hue, sat, val = cv2.split(cv2.cvtColor(img, cv2.COLOR_BGR2HSV))
     x = np.arange(256, dtype=np.float64)
     lut_hue = ((x * gains[0]) % 180).astype(np.uint8)
     lut_sat = np.clip(x * gains[1], 0, 255).astype(np.uint8)
     lut_val = np.clip(x * gains[2], 0, 255).astype(np.uint8)
     hsv = cv2.merge((cv2.LUT(hue, lut_hue), cv2.LUT(sat, lut_sat), cv2.LUT(val, lut_val)))
-    cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR, dst=img)  # straight into the caller's array
+    return cv2.cvtColor(hsv, back, dst=dst)
 
 
 def fliplr(img: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ import torch
 from lightning_yolo.data import image_cache
 from lightning_yolo.data.config import DatasetError, list_images, load_dataset_config
 from lightning_yolo.data.dataset import AugmentSettings, YOLODataset, collate
+from lightning_yolo.data.mosaic import MosaicPlan
 from lightning_yolo.data.samplers import rect_batches
 from lightning_yolo.data.scan import ScanResult, scan_split
 
@@ -178,9 +179,11 @@ def white_boxes(tmp_path: Path, write_yaml) -> Path:
     return write_yaml(root / "d.yaml", "train: images/train\nval: images/train\nnames: [a, b]\n")
 
 
+@pytest.mark.parametrize("fast_warp", [True, False])
 @pytest.mark.parametrize("settings", [NO_COLOUR, AugmentSettings(hsv_h=0, hsv_s=0, hsv_v=0, mosaic=0.0, flipud=0.5)])
-def test_augmented_boxes_sit_on_the_objects(white_boxes: Path, settings: AugmentSettings) -> None:
-    dataset = YOLODataset(scan_yaml(white_boxes, "train"), imgsz=128, augment=True, hyp=settings, albumentations=False)
+def test_augmented_boxes_sit_on_the_objects(white_boxes: Path, settings: AugmentSettings, fast_warp: bool) -> None:
+    scan = scan_yaml(white_boxes, "train")
+    dataset = YOLODataset(scan, imgsz=128, augment=True, hyp=settings, albumentations=False, fast_warp=fast_warp)
     checked = 0
     for key in [(i, e) for i in range(len(dataset)) for e in range(4)]:
         img, labels, _, _ = dataset[key]
@@ -243,3 +246,33 @@ def test_fast_decode_training_boxes_sit_on_the_objects(large_jpegs: Path) -> Non
         (_, _, x, y, w, h) = labels[0].tolist()
         x1, y1, x2, y2 = (round(v * 96) for v in (x - w / 2, y - h / 2, x + w / 2, y + h / 2))
         assert (img[:, y1 + 1 : y2 - 1, x1 + 1 : x2 - 1] > 230).float().mean() > 0.95, key
+
+
+def test_mosaic_decodes_only_the_tiles_it_shows_and_gives_the_same_sample(tiny_yaml: Path, monkeypatch) -> None:
+    dataset = YOLODataset(scan_yaml(tiny_yaml, "train"), imgsz=64, augment=True, albumentations=False)
+    loads: list[int] = []
+    load_resized = dataset.load_resized
+    monkeypatch.setattr(dataset, "load_resized", lambda i: loads.append(i) or load_resized(i))
+    keys = [(i, e) for i in range(len(dataset)) for e in range(6)]
+    lazy, decoded = [], []
+    for key in keys:
+        before = len(loads)
+        lazy.append(dataset[key])
+        decoded.append(len(loads) - before)
+    monkeypatch.setattr(MosaicPlan, "needs", lambda self, offset, hw: True)  # load every tile
+    for key, sample in zip(keys, lazy, strict=True):
+        full = dataset[key]
+        torch.testing.assert_close(sample[0], full[0], rtol=0, atol=0)
+        torch.testing.assert_close(sample[1], full[1], rtol=0, atol=0)
+    assert max(decoded) == 4 and min(decoded) < 4  # some mosaics show fewer than 4 tiles and skip the others
+
+
+def test_unreadable_tile_replacement_moves_tiles_and_still_loads_every_tile_shown(tiny_yaml: Path) -> None:
+    scan = scan_yaml(tiny_yaml, "train")
+    dataset = YOLODataset(scan, imgsz=64, augment=True, hyp=NO_COLOUR, albumentations=False)
+    for path in dataset.image_files[::2]:
+        Path(path).unlink()  # half the images vanish after the scan: replacements of other sizes move the tiles
+    for key in [(i, e) for i in range(len(dataset)) for e in range(3)]:
+        img, labels, _, _ = dataset[key]  # render_mosaic raises if a tile it shows was not loaded
+        assert img.shape == (3, 64, 64) and (labels[:, 2:] <= 1).all()
+    assert int(dataset.load_failures) == len(dataset.image_files[::2])

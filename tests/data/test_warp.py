@@ -1,0 +1,170 @@
+"""Axis-aligned warps as crop + resize: the rounding bound, pixels against warpAffine, exact boxes, skipped tiles."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from lightning_yolo.data.mosaic import mosaic4, plan_mosaic, render_mosaic, tile_offsets
+from lightning_yolo.data.transforms import (
+    augment_hsv,
+    augment_hsv_to_rgb,
+    empty_labels,
+    random_perspective,
+    warp_labels,
+)
+from lightning_yolo.data.warp import Region, is_axis_aligned, snap_axis_aligned, warp_axis_aligned
+
+S = 64
+SIZES = [(64, 40), (36, 64), (50, 54), (64, 64)]  # (h, w) per tile, long side = S as after resize_to_imgsz
+
+
+def scale_translate(s: float, tx: float, ty: float) -> np.ndarray:
+    return np.array([[s, 0.0, tx], [0.0, s, ty], [0.0, 0.0, 1.0]])
+
+
+def smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Noise blurred to a few grey levels per pixel of slope, so interpolation error stays measurable."""
+    return cv2.GaussianBlur(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8), (0, 0), 3)
+
+
+def tiles(seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, (h, w) in enumerate(SIZES):
+        labels = np.array([[i, w * 0.2, h * 0.3, w * 0.7, h * 0.9], [i + 10, 0, 0, 9, 7]], np.float32)
+        out.append((smooth_image(rng, h, w), labels))
+    return out
+
+
+def test_is_axis_aligned():
+    assert is_axis_aligned(scale_translate(0.7, 3.0, -2.0))
+    rotated = scale_translate(1.0, 0, 0)
+    rotated[0, 1] = 1e-9
+    assert not is_axis_aligned(rotated)
+    perspective = scale_translate(1.0, 0, 0)
+    perspective[2, 0] = 1e-6
+    assert not is_axis_aligned(perspective)
+    assert not is_axis_aligned(scale_translate(-1.0, 0, 0))  # a mirror is not a crop
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_snap_moves_points_by_at_most_a_pixel_and_crops_whole_pixels(seed: int):
+    rng = np.random.default_rng(seed)
+    out_wh = (int(rng.integers(32, 700)), int(rng.integers(32, 700)))
+    s = rng.uniform(0.5, 1.5)
+    m = scale_translate(s, rng.uniform(-900, 300), rng.uniform(-900, 300))
+    m[1, 1] = s * rng.uniform(0.9, 1.1)
+    snapped, region = snap_axis_aligned(m, out_wh)
+    assert all(isinstance(v, int) for v in region)
+    # the rounded warp maps the region's corners exactly onto the output's corners
+    corners = np.array([[region.x, region.y, 1.0], [region.x + region.w, region.y + region.h, 1.0]])
+    np.testing.assert_allclose((corners @ snapped.T)[:, :2], [[0, 0], list(out_wh)], atol=1e-9)
+    # rounding the size to whole pixels changes the scale by at most half a source pixel over the output, and the
+    # start by at most half a source pixel: points on the output move by at most one source pixel in all
+    grid = np.stack(np.meshgrid(np.linspace(0, out_wh[0], 7), np.linspace(0, out_wh[1], 7)), -1).reshape(-1, 2)
+    src = np.c_[grid, np.ones(len(grid))] @ np.linalg.inv(m).T
+    moved = np.abs((src @ snapped.T - src @ m.T)[:, :2])
+    assert (moved[:, 0] <= snapped[0, 0] + 1e-9).all() and (moved[:, 1] <= snapped[1, 1] + 1e-9).all()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_crop_and_resize_equal_warp_affine_sampling_pixel_centres(seed: int):
+    """resize samples output pixel centre ``x + 0.5`` at source ``(x + 0.5) / s`` (pixel edges): warpAffine with
+    the same mapping written for pixel centres (``x_out = s * x_src + t + (s - 1) / 2``) is the reference."""
+    rng = np.random.default_rng(seed)
+    img = smooth_image(rng, 90, 120)
+    snapped, region = snap_axis_aligned(scale_translate(rng.uniform(0.5, 1.5), *rng.uniform(-60, 30, 2)), (80, 72))
+    out = warp_axis_aligned(img, region, (80, 72))
+    centres = snapped.copy()
+    centres[:2, 2] += (np.diag(snapped)[:2] - 1) / 2
+    ref = cv2.warpAffine(img, centres[:2], (80, 72), borderValue=(114, 114, 114))
+    assert out.shape == ref.shape == (72, 80, 3)
+    diff = np.abs(out.astype(int) - ref.astype(int))[1:-1, 1:-1]  # the edge row/column repeats the border pixel
+    # warpAffine rounds source positions to 1/32 px and resize its weights to 1/2048: a few levels at most here
+    assert diff.max() <= 3 and diff.mean() < 0.5
+
+
+def test_warp_axis_aligned_pads_outside_the_image_and_is_identity_when_nothing_moves():
+    img = np.full((20, 30, 3), 200, np.uint8)
+    out = warp_axis_aligned(img, Region(-10, 5, 30, 20), (30, 20))
+    assert (out[:, :10] == 114).all() and (out[:15, 10:] == 200).all() and (out[15:] == 114).all()
+    assert warp_axis_aligned(img, Region(0, 0, 30, 20), (30, 20)) is img
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_snapped_random_perspective_boxes_follow_the_pixels(seed: int):
+    rng = np.random.default_rng(seed)
+    x1, y1 = (int(v) for v in rng.integers(10, 30, 2))
+    box = (x1, y1, x1 + int(rng.integers(12, 30)), y1 + int(rng.integers(12, 30)))
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[box[1] : box[3], box[0] : box[2]] = 255
+    labels = np.array([[1, *box]], np.float32)
+    kw = dict(degrees=0, translate=0.2, scale=0.5, shear=0, perspective=0)
+    out, lab = random_perspective(img, labels, **kw, rng=np.random.default_rng(seed), snap=True)
+    ys, xs = np.nonzero(out[..., 0] > 127)
+    extent = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    # the half-intensity edge of the resized rectangle is where the box edge lands (to within a pixel's rounding)
+    np.testing.assert_allclose(lab[0, 1:], extent, atol=0.75)
+
+
+def test_snap_is_only_used_for_axis_aligned_warps():
+    img = smooth_image(np.random.default_rng(1), 40, 40)
+    kw = dict(degrees=20, translate=0.1, scale=0.3, shear=0, perspective=0)
+    a = random_perspective(img, empty_labels(), **kw, rng=np.random.default_rng(2), snap=True)
+    b = random_perspective(img, empty_labels(), **kw, rng=np.random.default_rng(2), snap=False)
+    np.testing.assert_array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_snapped_mosaic_is_the_canvas_region_resized_with_exact_boxes(seed: int):
+    samples = tiles(seed)
+    plan = plan_mosaic(S, np.random.default_rng(seed), translate=0.2, scale=0.5, snap=True)
+    assert plan.region is not None
+    img, labels = render_mosaic(plan, [(im, lb, im.shape[:2]) for im, lb in samples])
+    canvas, canvas_labels = mosaic4(samples, S, rng=np.random.default_rng(0), center=plan.center)
+    np.testing.assert_array_equal(img, warp_axis_aligned(canvas, plan.region, plan.out_wh))
+    expected = warp_labels(canvas_labels, plan.matrix, plan.out_wh, scale=plan.scale)
+    np.testing.assert_allclose(labels, expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("snap", [True, False])
+def test_tiles_the_plan_does_not_need_change_nothing(snap: bool):
+    skipped = 0
+    geometry = dict(degrees=0 if snap else 10, translate=0.3, scale=0.5, shear=0 if snap else 3)
+    for seed in range(60):
+        samples = tiles(seed)
+        plan = plan_mosaic(S, np.random.default_rng(seed), **geometry, snap=snap)
+        hws = [im.shape[:2] for im, _ in samples]
+        full = [(im, lb, hw) for (im, lb), hw in zip(samples, hws, strict=True)]
+        needed = [plan.needs(o, hw) for o, hw in zip(tile_offsets(plan.center, hws), hws, strict=True)]
+        lazy = [t if need else (None, empty_labels(), t[2]) for t, need in zip(full, needed, strict=True)]
+        a, b = render_mosaic(plan, full), render_mosaic(plan, lazy)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+        skipped += needed.count(False)
+    assert skipped >= 5  # the case happens: a strong scale-up shows only part of the canvas
+
+
+def test_render_refuses_a_needed_tile_that_was_not_loaded():
+    samples = tiles(0)
+    plan = plan_mosaic(S, np.random.default_rng(0), snap=True)
+    lazy = [(None, lb, im.shape[:2]) for im, lb in samples]
+    with pytest.raises(ValueError, match="not loaded"):
+        render_mosaic(plan, lazy)
+
+
+def test_perspective_plan_needs_every_tile_on_the_canvas():
+    plan = plan_mosaic(S, np.random.default_rng(0), perspective=0.001)
+    assert plan.region is None and plan.window() is None
+    assert plan.needs((0, 0), (10, 10)) and not plan.needs((-20, -20), (10, 10))  # that one is off the canvas
+
+
+def test_augment_hsv_to_rgb_is_augment_hsv_then_rgb():
+    img = smooth_image(np.random.default_rng(3), 30, 40)
+    for gains in [(0.015, 0.7, 0.4), (0.5, 0.5, 0.5), (0, 0, 0)]:
+        bgr = img.copy()
+        augment_hsv(bgr, *gains, rng=np.random.default_rng(5))
+        rgb = augment_hsv_to_rgb(img, *gains, rng=np.random.default_rng(5))
+        np.testing.assert_array_equal(rgb, bgr[..., ::-1])
