@@ -174,6 +174,8 @@ def measure_ours(args: argparse.Namespace, data_yaml: Path) -> dict[str, float]:
         batch_size=args.batch_size,
         workers=args.workers,
         albumentations=args.albumentations,
+        fast_decode=not args.full_decode,
+        fast_warp=not args.exact_warp,
         **SCRATCH_LOW_AUGMENT,
     )
     dm.prepare_data()
@@ -317,6 +319,18 @@ def add_shared_arguments(p: argparse.ArgumentParser, imgsz: int) -> None:
         help="lightning_yolo: also apply the albumentations "
         "extras (YOLOv5 applies them only when albumentations is installed, which its requirements omit)",
     )
+    p.add_argument(
+        "--full-decode",
+        action="store_true",
+        help="lightning_yolo: decode every JPEG in full as YOLOv5 does (data.fast_decode false); by default JPEGs "
+        "2x or more larger than imgsz are decoded at reduced scale",
+    )
+    p.add_argument(
+        "--exact-warp",
+        action="store_true",
+        help="lightning_yolo: warp every mosaic canvas with warpAffine as YOLOv5 does (data.fast_warp false); by "
+        "default scale + translation warps run as a crop and a resize and unseen mosaic tiles are not decoded",
+    )
 
 
 def shared_forwarded(args: argparse.Namespace) -> list[str]:
@@ -325,6 +339,8 @@ def shared_forwarded(args: argparse.Namespace) -> list[str]:
         *("--data", args.data, "--work-dir", args.work_dir, "--repeat", str(args.repeat)),
         *("--imgsz", str(args.imgsz), "--batch-size", str(args.batch_size)),
         *(["--albumentations"] if args.albumentations else []),
+        *(["--full-decode"] if args.full_decode else []),
+        *(["--exact-warp"] if args.exact_warp else []),
     ]
 
 

@@ -147,7 +147,12 @@ def ours_argv(args: argparse.Namespace, data_yaml: Path) -> list[str]:
         *("fit", "--model.cfg", args.cfg, "--data.data", str(data_yaml)),
         *("--data.imgsz", str(args.imgsz), "--data.batch_size", str(args.batch_size)),
         *("--data.workers", str(args.workers), "--data.albumentations", str(args.albumentations).lower()),
-        *("--data.fast_decode", str(not args.full_decode).lower()),
+        *(
+            "--data.fast_decode",
+            str(not args.full_decode).lower(),
+            "--data.fast_warp",
+            str(not args.exact_warp).lower(),
+        ),
         *("--trainer.max_epochs", str(args.epochs), "--trainer.accelerator", "cpu", "--trainer.devices", "1"),
         *("--trainer.limit_val_batches", "0", "--autoanchor.enabled", "false"),
         *("--plots.labels", "false", "--plots.train_batches", "0", "--plots.val_batches", "0"),
@@ -237,19 +242,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
         default=0,
         help="set torch's intra-op threads on both sides when training starts (0: leave each side's own choice)",
     )
-    p.add_argument(
-        "--full-decode",
-        action="store_true",
-        help="lightning_yolo: decode every JPEG in full as YOLOv5 does (data.fast_decode false), for a comparison "
-        "with identical pixel work; by default JPEGs 2x or more larger than imgsz are decoded at reduced scale",
-    )
     args = p.parse_args(argv)
     forwarded = [
         *shared_forwarded(args),
         *("--cfg", args.cfg, "--workers", str(args.workers)),
         *("--epochs", str(args.epochs), "--skip", str(args.skip), "--batches", str(args.batches)),
         *("--torch-threads", str(args.torch_threads)),
-        *(["--full-decode"] if args.full_decode else []),
     ]
     return args, forwarded
 
