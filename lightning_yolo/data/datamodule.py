@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,12 +48,14 @@ from lightning_yolo.data.config import (
 from lightning_yolo.data.dataset import AugmentSettings, BatchView, YOLODataset, collate
 from lightning_yolo.data.samplers import EpochSampler, RectBatchSampler, rect_batches
 from lightning_yolo.data.scan import ScanResult, scan_split
+from lightning_yolo.data.shared_batches import SharedBatchPool
 from lightning_yolo.data.synthetic import DATASET_NAME, ensure_synthetic_dataset
 from lightning_yolo.distributed import wait_for_label_cache
 
 log = logging.getLogger(__name__)
 
 VAL_PAD = 0.5  # rect validation padding, in strides
+PREFETCH_FACTOR = 2  # batches each loader worker prepares ahead (PyTorch's default)
 
 
 class YOLODataModule(LightningDataModule):
@@ -259,9 +262,9 @@ class YOLODataModule(LightningDataModule):
             sampler = RectBatchSampler(
                 batches, world, rank, shuffle=True, seed=self.seed, even=True, epoch_fn=self._epoch, with_epoch=True
             )
-            return self._loader(BatchView(dataset), None, sampler)
+            return self._loader(BatchView(dataset), None, sampler, collate_fn=self._train_collate())
         sampler = EpochSampler(dataset, world, rank, shuffle=True, seed=self.seed, epoch_fn=self._epoch)
-        return self._loader(dataset, self.batch_size, sampler)
+        return self._loader(dataset, self.batch_size, sampler, collate_fn=self._train_collate())
 
     def val_dataloader(self) -> DataLoader:
         """Rect validation batches, each image exactly once over all ranks."""
@@ -279,18 +282,33 @@ class YOLODataModule(LightningDataModule):
         return self._loader(BatchView(dataset), None, sampler, collate_fn=collate_or_empty)
 
     def _loader(self, dataset: Any, batch_size: int | None, sampler: Any, collate_fn: Any = collate) -> DataLoader:
-        # as YOLOv5: the machine's CPUs are shared by its devices, and more workers than images per batch idle
-        workers = min(self.workers, max((os.cpu_count() or 1) // self._devices_per_node(), 1), self.batch_size)
         return DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
-            num_workers=workers,
+            num_workers=self._loader_workers(),
             collate_fn=collate_fn,
             pin_memory=torch.cuda.is_available(),
-            persistent_workers=workers > 0,
+            persistent_workers=self._loader_workers() > 0,
+            prefetch_factor=PREFETCH_FACTOR if self._loader_workers() > 0 else None,
             worker_init_fn=functools.partial(seed_worker, niceness=self._worker_niceness()),
         )
+
+    def _loader_workers(self) -> int:
+        # as YOLOv5: the machine's CPUs are shared by its devices, and more workers than images per batch idle
+        return min(self.workers, max((os.cpu_count() or 1) // self._devices_per_node(), 1), self.batch_size)
+
+    def _train_collate(self) -> Any:
+        """Training batches reuse shared-memory buffers in the workers when those fit comfortably in shared memory.
+
+        See :mod:`lightning_yolo.data.shared_batches`. Pooled buffers stay allocated while the workers live; the
+        pool is used only while they take at most a quarter of the free space of ``/dev/shm``.
+        """
+        workers, slots = self._loader_workers(), PREFETCH_FACTOR + 1
+        pooled = workers * slots * self.batch_size * self.imgsz * self.imgsz * 3
+        if workers == 0 or pooled > shared_memory_free() / 4:
+            return collate
+        return functools.partial(collate, pool=SharedBatchPool(workers, slots))
 
     def _worker_niceness(self) -> int:
         """Scheduling niceness of loader workers: the lowest priority (19) when the Trainer runs on CPUs, else 0.
@@ -352,6 +370,14 @@ class YOLODataModule(LightningDataModule):
         dataset.set_epoch(epoch)
         if max_epochs is not None and self.close_mosaic:
             dataset.close_mosaic_epoch = max(max_epochs - self.close_mosaic, 0)
+
+
+def shared_memory_free() -> int:
+    """Free bytes of ``/dev/shm``, where loader workers put their batches (0 where there is no such folder)."""
+    try:
+        return shutil.disk_usage("/dev/shm").free
+    except OSError:
+        return 0
 
 
 def collate_or_empty(samples: list[Any]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from lightning_yolo.data.config import DatasetError
 from lightning_yolo.data.images import jpeg_reduction, load_image_bgr
 from lightning_yolo.data.mosaic import Tile, plan_mosaic, render_mosaic, tile_offsets
 from lightning_yolo.data.scan import ScanResult
+from lightning_yolo.data.shared_batches import SharedBatchPool
 from lightning_yolo.data.transforms import (
     augment_hsv_to_rgb,
     empty_labels,
@@ -345,8 +346,12 @@ def _to_sample(img: np.ndarray, labels: np.ndarray, path: str, shapes: Any) -> S
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), out, path, shapes
 
 
-def collate(samples: Sequence[Sample]) -> dict[str, Any]:
+def collate(samples: Sequence[Sample], pool: SharedBatchPool | None = None) -> dict[str, Any]:
     """Stack samples into the training batch dict.
+
+    Args:
+        samples: Samples of one batch.
+        pool: Reusable shared-memory buffers for the batch image when running in a loader worker.
 
     Returns:
         ``{"img": uint8 (B, 3, H, W) channels-last, "targets": float32 (n, 6) [batch index, class, x, y, w, h],
@@ -358,22 +363,31 @@ def collate(samples: Sequence[Sample]) -> dict[str, Any]:
         lb = lb.clone()
         lb[:, 0] = i
         targets.append(lb)
-    return {"img": stack_images(imgs), "targets": torch.cat(targets), "paths": list(paths), "shapes": list(shapes)}
+    if pool is None:
+        img = stack_images(imgs)
+    else:
+        out, ticket = pool.batch_tensor((len(imgs), *imgs[0].permute(1, 2, 0).shape))
+        img = pool.wrap(stack_images(imgs, out=out), ticket)
+    return {"img": img, "targets": torch.cat(targets), "paths": list(paths), "shapes": list(shapes)}
 
 
-def stack_images(imgs: Sequence[torch.Tensor]) -> torch.Tensor:
+def stack_images(imgs: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
     """``(3, H, W)`` images -> one ``(B, 3, H, W)`` tensor with channels-last (``(B, H, W, 3)``) memory.
 
     Channels-last samples are copied as plain memory. In a loader worker the batch is built directly in shared
     memory, so handing it to the main process copies nothing more. The copy runs in NumPy, single-threaded:
     torch.stack would wake intra-op threads that the training step needs.
+
+    Args:
+        imgs: Channels-last ``(3, H, W)`` images of one size.
+        out: A contiguous uint8 ``(B, H, W, 3)`` tensor to fill (e.g. from a :class:`SharedBatchPool`).
     """
     hwc = [im.permute(1, 2, 0).numpy() for im in imgs]
     shape = (len(hwc), *hwc[0].shape)
-    if get_worker_info() is not None:
+    if out is None and get_worker_info() is not None:
         storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))  # what default_collate does in workers
         out = torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
-    else:
+    elif out is None:
         out = torch.empty(shape, dtype=torch.uint8)
     np.stack(hwc, out=out.numpy())
     return out.permute(0, 3, 1, 2)

@@ -196,6 +196,20 @@ def test_worker_processes_give_the_same_batches_as_the_main_process(tiny_yaml: P
     torch.testing.assert_close(a["img"], b["img"], rtol=0, atol=0)
 
 
+def test_training_loader_pools_shared_buffers_only_when_they_fit(tiny_yaml: Path, monkeypatch) -> None:
+    import lightning_yolo.data.datamodule as datamodule
+
+    dm = YOLODataModule(data=str(tiny_yaml), imgsz=64, batch_size=4, workers=2)
+    dm.setup("fit")
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    pooled = 2 * (datamodule.PREFETCH_FACTOR + 1) * 4 * 64 * 64 * 3  # workers x slots x one batch's bytes
+    monkeypatch.setattr(datamodule, "shared_memory_free", lambda: 4 * pooled)
+    assert dm.train_dataloader().collate_fn.keywords["pool"].flags.shape == (2, datamodule.PREFETCH_FACTOR + 1)
+    monkeypatch.setattr(datamodule, "shared_memory_free", lambda: 4 * pooled - 1)
+    assert dm.train_dataloader().collate_fn is datamodule.collate
+    assert dm.val_dataloader().collate_fn is datamodule.collate_or_empty  # evaluation batches are never pooled
+
+
 # ------------------------------------------------------------------------------------------------ epochs
 
 
