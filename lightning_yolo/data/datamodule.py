@@ -10,7 +10,8 @@ Loaders:
   ``trainer.world_size`` / ``trainer.global_rank``) sends ``(index, epoch)`` keys, the epoch read from
   ``trainer.current_epoch`` when each epoch's iteration starts. ``close_mosaic`` therefore works with persistent
   workers: the dataset compares the key's epoch with ``max_epochs - close_mosaic`` (set when the loader is built)
-  and turns mosaic (and with it mixup) off for the last epochs.
+  and turns mosaic (and with it mixup) off for the last epochs. Its workers reuse shared-memory batch buffers
+  (:mod:`lightning_yolo.data.shared_batches`).
 - val / test: rect batches (sorted by aspect ratio, pad 0.5, twice the training batch size), each batch given
   whole to rank ``k % world_size``: every image is validated exactly once over all ranks, none is repeated, and
   ranks may run different numbers of batches (so sync metrics at epoch end, never per step).
