@@ -108,7 +108,7 @@ def _received(pool_id: str, ticket: tuple[int, int, int], img: torch.Tensor) -> 
     """Unpickled in the main process: free the slot once nothing uses the image's memory any more."""
     pool = _POOLS.get(pool_id)
     if pool is not None:
-        weakref.finalize(img.untyped_storage(), _release, pool.flags, *ticket)
+        weakref.finalize(img.untyped_storage(), _release, pool.flags, *ticket).atexit = False  # no use at exit
     return img  # a pool unknown here (the batch reached another process) keeps its slot busy: never unsafe
 
 
