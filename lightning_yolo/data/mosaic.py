@@ -228,26 +228,21 @@ def render_mosaic(plan: MosaicPlan, tiles: Sequence[Tile]) -> tuple[np.ndarray, 
 
 
 def mosaic4_augment(
-    samples: Sequence[Sample],
-    img_size: int,
-    *,
-    rng: np.random.Generator,
-    degrees: float = 0.0,
-    translate: float = 0.1,
-    scale: float = 0.5,
-    shear: float = 0.0,
-    perspective: float = 0.0,
-    snap: bool = False,
+    samples: Sequence[Sample], img_size: int, *, rng: np.random.Generator, snap: bool = False, **geometry: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mosaic of 4 samples followed by ``random_perspective`` cropping the ``2s`` canvas to ``s x s``.
 
-    Defaults are YOLOv5's ``hyp.scratch-low`` geometry (degrees 0, translate 0.1, scale 0.5, shear 0).
-    ``snap`` as in :func:`plan_mosaic`.
+    Args:
+        samples: 4 ``(img, labels)`` pairs in mosaic order.
+        img_size: ``s``, the final training image size.
+        rng: random generator.
+        snap: As in :func:`plan_mosaic`.
+        **geometry: ``degrees``, ``translate``, ``scale``, ``shear``, ``perspective`` as in :func:`plan_mosaic`
+            (defaults: YOLOv5's ``hyp.scratch-low``, degrees 0, translate 0.1, scale 0.5, shear 0).
 
     Returns:
         ``(img, labels)``: uint8 ``(s, s, 3)`` and ``(n, 5)`` float32 labels, every box inside the image.
     """
     _check_samples(samples)
-    geometry = {"degrees": degrees, "translate": translate, "scale": scale, "shear": shear, "perspective": perspective}
-    plan = plan_mosaic(img_size, rng, **geometry, snap=snap)
+    plan = plan_mosaic(img_size, rng, snap=snap, **geometry)
     return render_mosaic(plan, [(img, labels, img.shape[:2]) for img, labels in samples])
