@@ -168,3 +168,37 @@ def test_augment_hsv_to_rgb_is_augment_hsv_then_rgb():
         augment_hsv(bgr, *gains, rng=np.random.default_rng(5))
         rgb = augment_hsv_to_rgb(img, *gains, rng=np.random.default_rng(5))
         np.testing.assert_array_equal(rgb, bgr[..., ::-1])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_snapped_random_perspective_boxes_match_a_float64_corner_reference(seed: int):
+    rng = np.random.default_rng(100 + seed)
+    h, w = 48, 64
+    xy = rng.uniform(0, [w - 4, h - 4], size=(12, 2))
+    labels = np.c_[rng.integers(0, 5, 12), xy, np.minimum(xy + rng.uniform(3, [w / 2, h / 2], (12, 2)), [w, h])]
+    labels = labels.astype(np.float32)
+    out, lab = random_perspective(
+        smooth_image(rng, h, w), labels, 0, 0.2, 0.5, 0, 0, border=(-8, 4), rng=np.random.default_rng(seed), snap=True
+    )
+    out_w, out_h = w + 8, h - 16
+    # the draws of YOLOv5's warp in order (perspective x2, angle, scale, shear x2, translation x2), written out
+    d = np.random.default_rng(seed).uniform(size=8)
+    s = 0.5 + d[3]  # uniform(1 - 0.5, 1 + 0.5)
+    tx, ty = (0.3 + 0.4 * d[6]) * out_w - s * w / 2, (0.3 + 0.4 * d[7]) * out_h - s * h / 2
+    # rounded: whole-pixel source size and start
+    sx, sy = out_w / round(out_w / s), out_h / round(out_h / s)
+    x0, y0 = round(-tx / s), round(-ty / s)
+    ref = []
+    for _, x1, y1, x2, y2 in labels.astype(np.float64):
+        ref.append([sx * (x1 - x0), sy * (y1 - y0), sx * (x2 - x0), sy * (y2 - y0)])
+    ref = np.array(ref)
+    ref[:, [0, 2]] = ref[:, [0, 2]].clip(0, out_w)
+    ref[:, [1, 3]] = ref[:, [1, 3]].clip(0, out_h)
+    w0, h0 = (labels[:, 3] - labels[:, 1]) * s, (labels[:, 4] - labels[:, 2]) * s
+    w1, h1 = ref[:, 2] - ref[:, 0], ref[:, 3] - ref[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keep = (w1 > 2) & (h1 > 2) & (w1 * h1 / (w0 * h0) > 0.1) & (np.maximum(w1 / h1, h1 / w1) < 100)
+    assert out.shape == (out_h, out_w, 3)
+    np.testing.assert_array_equal(lab[:, 0], labels[keep, 0])
+    np.testing.assert_allclose(lab[:, 1:], ref[keep], rtol=0, atol=1e-3)
+    assert ((lab[:, [1, 3]] >= 0) & (lab[:, [1, 3]] <= out_w)).all() and (lab[:, 3] > lab[:, 1]).all()
