@@ -45,7 +45,7 @@ class SharedBatchPool:
     def __init__(self, workers: int, slots: int) -> None:
         self.id = f"{os.getpid()}-{next(_IDS)}"
         self.flags = torch.zeros((max(workers, 1), max(slots, 1)), dtype=torch.int64).share_memory_()
-        self.counts = torch.zeros(2, dtype=torch.int64).share_memory_()  # batches in reused / fresh buffers
+        self.counts = torch.zeros((max(workers, 1), 2), dtype=torch.int64).share_memory_()  # reused / fresh, per worker
         self._buffers: dict[int, torch.UntypedStorage] = {}  # this worker's buffers, by slot
         self._generation = 0
         _POOLS[self.id] = self
@@ -84,9 +84,9 @@ class SharedBatchPool:
                 buffer = self._buffers[slot] = torch.UntypedStorage._new_shared(nbytes)
             self._generation += 1
             row[slot] = self._generation
-            self.counts[0 if reused else 1] += 1
+            self.counts[worker, 0 if reused else 1] += 1
             return buffer, (worker, slot, self._generation)
-        self.counts[1] += 1
+        self.counts[worker, 1] += 1
         return None, None
 
     def wrap(self, img: torch.Tensor, ticket: tuple[int, int, int] | None) -> Any:
