@@ -34,7 +34,7 @@ from lightning_yolo.data.transforms import (
     warp_image,
     warp_labels,
 )
-from lightning_yolo.data.warp import Region, is_axis_aligned, paste_clipped, render_region, snap_axis_aligned
+from lightning_yolo.data.warp import Region, paste_clipped, render_region, snap_axis_aligned, snappable
 
 Sample = tuple[np.ndarray, np.ndarray]
 """An ``(img, labels)`` pair in the internal format."""
@@ -191,14 +191,15 @@ def plan_mosaic(
         img_size: ``s``, the final training image size.
         rng: random generator.
         degrees, translate, scale, shear, perspective: warp ranges (YOLOv5 hyp names).
-        snap: Round an axis-aligned warp so that a crop and a resize realise it (see :mod:`lightning_yolo.data.warp`).
+        snap: Round an axis-aligned warp that scales by at least 0.5 so that a crop and a resize realise it (see
+            :mod:`lightning_yolo.data.warp`).
     """
     center = sample_mosaic_center(img_size, rng)
     size = 2 * img_size
     out = size - 2 * (img_size // 2)
     matrix, s = sample_perspective_matrix((size, size), (out, out), degrees, translate, scale, shear, perspective, rng)
     region = None
-    if snap and is_axis_aligned(matrix):
+    if snap and snappable(matrix):
         matrix, region = snap_axis_aligned(matrix, (out, out))
     return MosaicPlan(img_size, center, matrix, s, region)
 

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from lightning_yolo.data.warp import FILL_VALUE, is_axis_aligned, snap_axis_aligned, warp_axis_aligned
+from lightning_yolo.data.warp import FILL_VALUE, snap_axis_aligned, snappable, warp_axis_aligned
 
 
 def empty_labels() -> np.ndarray:
@@ -325,15 +325,16 @@ def random_perspective(
         degrees, translate, scale, shear, perspective: augmentation ranges (YOLOv5 hyp names).
         border: ``(border_h, border_w)`` pixels added on each side.
         rng: random generator.
-        snap: When the drawn warp only scales and translates, round it to the nearest one a crop and a resize
-            realise and warp that way (:mod:`lightning_yolo.data.warp`): 3-4x cheaper than ``warpAffine``.
+        snap: When the drawn warp only scales (by at least 0.5) and translates, round it to the nearest one a crop
+            and a resize realise and warp that way (:mod:`lightning_yolo.data.warp`): 3-4x cheaper than
+            ``warpAffine``.
 
     Returns:
         ``(img, labels)`` of the output image.
     """
     out_wh = (img.shape[1] + border[1] * 2, img.shape[0] + border[0] * 2)
     matrix, s = sample_perspective_matrix(img.shape[:2], out_wh, degrees, translate, scale, shear, perspective, rng)
-    if snap and is_axis_aligned(matrix):
+    if snap and snappable(matrix):
         matrix, region = snap_axis_aligned(matrix, out_wh)
         img = warp_axis_aligned(img, region, out_wh)
     elif border[0] or border[1] or (matrix != np.eye(3)).any():

@@ -50,6 +50,16 @@ def is_axis_aligned(matrix: np.ndarray) -> bool:
     )
 
 
+MIN_SCALE = 0.5
+"""Warps that shrink more than this are left to ``warpAffine``: the source rectangle would be more than twice the
+output per side (larger than a mosaic's whole ``2s`` canvas), and ``warpAffine`` only visits output pixels."""
+
+
+def snappable(matrix: np.ndarray) -> bool:
+    """True for an axis-aligned warp that scales by at least :data:`MIN_SCALE`: worth a crop and a resize."""
+    return is_axis_aligned(matrix) and bool(matrix[0, 0] >= MIN_SCALE and matrix[1, 1] >= MIN_SCALE)
+
+
 def snap_axis_aligned(matrix: np.ndarray, out_wh: tuple[int, int]) -> tuple[np.ndarray, Region]:
     """Round an axis-aligned warp to one that a crop plus a resize to ``out_wh`` realises exactly.
 

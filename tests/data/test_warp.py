@@ -14,7 +14,7 @@ from lightning_yolo.data.transforms import (
     random_perspective,
     warp_labels,
 )
-from lightning_yolo.data.warp import Region, is_axis_aligned, snap_axis_aligned, warp_axis_aligned
+from lightning_yolo.data.warp import Region, is_axis_aligned, snap_axis_aligned, snappable, warp_axis_aligned
 
 S = 64
 SIZES = [(64, 40), (36, 64), (50, 54), (64, 64)]  # (h, w) per tile, long side = S as after resize_to_imgsz
@@ -109,12 +109,26 @@ def test_snapped_random_perspective_boxes_follow_the_pixels(seed: int):
     np.testing.assert_allclose(lab[0, 1:], extent, atol=0.75)
 
 
-def test_snap_is_only_used_for_axis_aligned_warps():
+def test_snap_is_only_used_for_axis_aligned_warps_that_shrink_at_most_2x():
+    assert snappable(scale_translate(0.5, 3, 4)) and not snappable(scale_translate(0.49, 3, 4))
     img = smooth_image(np.random.default_rng(1), 40, 40)
-    kw = dict(degrees=20, translate=0.1, scale=0.3, shear=0, perspective=0)
-    a = random_perspective(img, empty_labels(), **kw, rng=np.random.default_rng(2), snap=True)
-    b = random_perspective(img, empty_labels(), **kw, rng=np.random.default_rng(2), snap=False)
-    np.testing.assert_array_equal(a[0], b[0])
+    for kw in (dict(degrees=20, scale=0.3), dict(degrees=0, scale=0.9)):  # a rotation; a scale in 0.1 to 1.9
+        for seed in range(5):
+            draws = np.random.default_rng(seed).uniform(size=4)
+            if "scale" in kw and kw["degrees"] == 0 and 1 - 0.9 + 1.8 * draws[3] >= 0.5:
+                continue  # that draw is snapped: only compare the ones left to warpAffine
+            a = random_perspective(img, empty_labels(), **kw, rng=np.random.default_rng(seed), snap=True)
+            b = random_perspective(img, empty_labels(), **kw, rng=np.random.default_rng(seed), snap=False)
+            np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_strong_shrink_mosaics_keep_the_canvas_warp():
+    plans = [plan_mosaic(S, np.random.default_rng(seed), scale=0.9, snap=True) for seed in range(40)]
+    for plan in plans:
+        assert (plan.region is None) == (plan.scale < 0.5)
+        if plan.region is not None:
+            assert plan.region.w <= 2 * S and plan.region.h <= 2 * S  # never larger than the canvas
+    assert 0 < sum(plan.region is None for plan in plans) < len(plans)  # both kinds occur
 
 
 @pytest.mark.parametrize("seed", range(10))
