@@ -26,6 +26,10 @@ import numpy as np
 FILL_VALUE = 114
 """Grey level used for letterbox padding, mosaic canvas and warp borders."""
 
+MIN_SCALE = 0.5
+"""Warps that shrink more than this are left to ``warpAffine``: the source rectangle would be more than twice the
+output per side (larger than a mosaic's whole ``2s`` canvas), and ``warpAffine`` only visits output pixels."""
+
 
 class Region(NamedTuple):
     """A rectangle of source pixels ``[x, x + w) x [y, y + h)``; it may reach outside the source image."""
@@ -48,11 +52,6 @@ def is_axis_aligned(matrix: np.ndarray) -> bool:
     return bool(m[0, 1] == 0 and m[1, 0] == 0 and m[2, 0] == 0 and m[2, 1] == 0 and m[2, 2] == 1) and bool(
         m[0, 0] > 0 and m[1, 1] > 0
     )
-
-
-MIN_SCALE = 0.5
-"""Warps that shrink more than this are left to ``warpAffine``: the source rectangle would be more than twice the
-output per side (larger than a mosaic's whole ``2s`` canvas), and ``warpAffine`` only visits output pixels."""
 
 
 def snappable(matrix: np.ndarray) -> bool:
