@@ -352,27 +352,40 @@ class _ValPaths(pl.LightningModule):
         self.paths += batch["paths"]
         self.log("images", float(len(batch["paths"])), on_epoch=True, reduce_fx="sum", sync_dist=True)
 
-    def on_validation_epoch_end(self) -> None:
+    def on_validation_end(self) -> None:
         import json
 
-        Path(self.out, f"paths_{self.global_rank}.json").write_text(json.dumps(self.paths))
+        images = float(self.trainer.callback_metrics["images"])  # summed over the ranks
+        Path(self.out, f"rank_{self.global_rank}.json").write_text(json.dumps({"paths": self.paths, "images": images}))
 
 
 @pytest.mark.slow
 def test_ddp_validation_sees_every_image_once_with_uneven_ranks(tiny_yaml: Path, tmp_path: Path) -> None:
     import json
+    import signal
+
+    from torch.multiprocessing.spawn import ProcessExitedException
 
     dm = make_dm(tiny_yaml, batch_size=1)  # 5 val images: 3 batches, rank 0 runs 2 and rank 1 runs 1
     trainer = pl.Trainer(
         accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False, enable_progress_bar=False,
         enable_model_summary=False,
     )  # fmt: skip
-    results = trainer.validate(_ValPaths(str(tmp_path)), dm)
-    per_rank = [json.loads((tmp_path / f"paths_{r}.json").read_text()) for r in range(2)]
-    assert [len(p) for p in per_rank] == [3, 2]  # batches of 2, 2, 1: rank 0 gets the first and last
+    outputs = [tmp_path / f"rank_{r}.json" for r in range(2)]
+    try:
+        trainer.validate(_ValPaths(str(tmp_path)), dm)
+    except ProcessExitedException as err:
+        # About 1 run in 12 of tests/data, a spawned rank aborts ("terminate called without an active exception")
+        # after its Python code has finished: faulthandler shows no Python frame, so a C++ static destructor of a
+        # library loaded in the rank is at fault, not the validation. Accept that abort only once both ranks have
+        # written their complete results.
+        if err.signal_name != signal.SIGABRT.name or not all(f.is_file() for f in outputs):
+            raise
+    per_rank = [json.loads(f.read_text()) for f in outputs]
+    assert [len(r["paths"]) for r in per_rank] == [3, 2]  # batches of 2, 2, 1: rank 0 gets the first and last
     dm.setup("validate")
-    assert sorted(per_rank[0] + per_rank[1]) == sorted(dm.scans["val"].image_files)
-    assert results[0]["images"] == 5.0
+    assert sorted(per_rank[0]["paths"] + per_rank[1]["paths"]) == sorted(dm.scans["val"].image_files)
+    assert [r["images"] for r in per_rank] == [5.0, 5.0]  # the metric is synced: every rank sees the total
 
 
 def test_hyperparameters_in_a_checkpoint_load_with_weights_only(tiny_yaml: Path, tmp_path: Path) -> None:
