@@ -283,15 +283,16 @@ class YOLODataModule(LightningDataModule):
         return self._loader(BatchView(dataset), None, sampler, collate_fn=collate_or_empty)
 
     def _loader(self, dataset: Any, batch_size: int | None, sampler: Any, collate_fn: Any = collate) -> DataLoader:
+        workers = self._loader_workers()
         return DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
-            num_workers=self._loader_workers(),
+            num_workers=workers,
             collate_fn=collate_fn,
             pin_memory=torch.cuda.is_available(),
-            persistent_workers=self._loader_workers() > 0,
-            prefetch_factor=PREFETCH_FACTOR if self._loader_workers() > 0 else None,
+            persistent_workers=workers > 0,
+            prefetch_factor=PREFETCH_FACTOR if workers > 0 else None,
             worker_init_fn=functools.partial(seed_worker, niceness=self._worker_niceness()),
         )
 
