@@ -29,14 +29,14 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from lightning_yolo.data import image_cache
 from lightning_yolo.data.config import DatasetError
 from lightning_yolo.data.images import jpeg_reduction, load_image_bgr
 from lightning_yolo.data.mosaic import Tile, plan_mosaic, render_mosaic, tile_offsets
 from lightning_yolo.data.scan import ScanResult
-from lightning_yolo.data.shared_batches import SharedBatchPool
+from lightning_yolo.data.shared_batches import SharedBatchPool, new_batch_tensor
 from lightning_yolo.data.transforms import (
     augment_hsv_to_rgb,
     empty_labels,
@@ -383,12 +383,7 @@ def stack_images(imgs: Sequence[torch.Tensor], out: torch.Tensor | None = None) 
         out: A contiguous uint8 ``(B, H, W, 3)`` tensor to fill (e.g. from a :class:`SharedBatchPool`).
     """
     hwc = [im.permute(1, 2, 0).numpy() for im in imgs]
-    shape = (len(hwc), *hwc[0].shape)
-    if out is None and get_worker_info() is not None:
-        storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))  # what default_collate does in workers
-        out = torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
-    elif out is None:
-        out = torch.empty(shape, dtype=torch.uint8)
+    out = new_batch_tensor((len(hwc), *hwc[0].shape)) if out is None else out
     np.stack(hwc, out=out.numpy())
     return out.permute(0, 3, 1, 2)
 

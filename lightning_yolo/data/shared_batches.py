@@ -17,6 +17,7 @@ unpacked), the worker falls back to a fresh segment, which is always correct.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import weakref
 from typing import Any
@@ -27,6 +28,16 @@ from torch.utils.data import get_worker_info
 _POOLS: weakref.WeakValueDictionary[str, SharedBatchPool] = weakref.WeakValueDictionary()
 """Pools created in this process, by id: the main process finds a received ticket's flag table here."""
 _IDS = itertools.count()
+
+
+def new_batch_tensor(shape: tuple[int, ...], storage: torch.UntypedStorage | None = None) -> torch.Tensor:
+    """A contiguous uint8 tensor of ``shape``: on ``storage`` if given, else in a fresh shared-memory segment in a
+    loader worker (what ``default_collate`` does there) and in private memory elsewhere."""
+    if storage is None and get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.uint8)
+    if storage is None:
+        storage = torch.UntypedStorage._new_shared(math.prod(int(n) for n in shape))
+    return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape)
 
 
 class SharedBatchPool:
@@ -62,16 +73,11 @@ class SharedBatchPool:
         In a worker: a free slot's buffer (enlarged if too small) with its flag set, else a fresh segment.
         Outside a worker: plain private memory and no ticket.
         """
-        nbytes = 1
-        for n in shape:
-            nbytes *= int(n)
         info = get_worker_info()
-        if info is None:
-            return torch.empty(shape, dtype=torch.uint8), None
-        storage, ticket = self._take(info.id, nbytes) if info.id < len(self.flags) else (None, None)
-        if storage is None:
-            storage = torch.UntypedStorage._new_shared(nbytes)  # what default_collate does in workers
-        return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape), ticket
+        if info is None or info.id >= len(self.flags):
+            return new_batch_tensor(shape), None
+        storage, ticket = self._take(info.id, math.prod(int(n) for n in shape))
+        return new_batch_tensor(shape, storage), ticket
 
     def _take(self, worker: int, nbytes: int) -> tuple[torch.UntypedStorage | None, tuple[int, int, int] | None]:
         row = self.flags[worker]
