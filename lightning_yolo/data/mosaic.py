@@ -22,6 +22,7 @@ resized (:mod:`lightning_yolo.data.warp`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -151,6 +152,7 @@ class MosaicPlan:
         """The ``2s x 2s`` canvas; tiles are cut at its border."""
         return Region(0, 0, 2 * self.img_size, 2 * self.img_size)
 
+    @functools.cached_property
     def window(self) -> Region | None:
         """Canvas pixels the output is computed from, or None when unknown (perspective warps: all of them)."""
         if self.region is not None:
@@ -170,7 +172,7 @@ class MosaicPlan:
         A tile that cannot also contributes no boxes: each of its boxes lies outside the output and is dropped.
         """
         tile = Region(offset[0], offset[1], hw[1], hw[0]).intersect(self.canvas)
-        window = self.window()
+        window = self.window
         return tile is not None and (window is None or tile.intersect(window) is not None)
 
 

@@ -171,7 +171,7 @@ def test_render_refuses_a_needed_tile_that_was_not_loaded():
 
 def test_perspective_plan_needs_every_tile_on_the_canvas():
     plan = plan_mosaic(S, np.random.default_rng(0), perspective=0.001)
-    assert plan.region is None and plan.window() is None
+    assert plan.region is None and plan.window is None
     assert plan.needs((0, 0), (10, 10)) and not plan.needs((-20, -20), (10, 10))  # that one is off the canvas
 
 
