@@ -29,13 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from lightning_yolo.data.transforms import (
-    FILL_VALUE,
     as_labels,
     sample_perspective_matrix,
     warp_image,
     warp_labels,
 )
-from lightning_yolo.data.warp import Region, paste_clipped, render_region, snap_axis_aligned, snappable
+from lightning_yolo.data.warp import Region, render_region, snap_axis_aligned, snappable
 
 Sample = tuple[np.ndarray, np.ndarray]
 """An ``(img, labels)`` pair in the internal format."""
@@ -113,13 +112,17 @@ def mosaic4(
 
 
 def _assemble(tiles: Sequence[Tile], center: tuple[int, int], img_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The whole ``2s`` canvas and the tiles' labels on it."""
     size = 2 * img_size
-    canvas, whole = np.full((size, size, 3), FILL_VALUE, dtype=np.uint8), Region(0, 0, size, size)
+    whole = Region(0, 0, size, size)
     offsets = tile_offsets(center, [hw for _, _, hw in tiles])
-    for (img, _, _), offset in zip(tiles, offsets, strict=True):
-        if img is not None:
-            paste_clipped(canvas, whole, img, offset, whole)
+    canvas = render_region(whole, (size, size), _placed(tiles, offsets), whole)  # same size: no resize
     return canvas, _canvas_labels([labels for _, labels, _ in tiles], offsets, size)
+
+
+def _placed(tiles: Sequence[Tile], offsets: Sequence[tuple[int, int]]) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """``(image, canvas position)`` of the tiles that were loaded."""
+    return [(img, offset) for (img, _, _), offset in zip(tiles, offsets, strict=True) if img is not None]
 
 
 @dataclass(frozen=True)
@@ -220,13 +223,12 @@ def render_mosaic(plan: MosaicPlan, tiles: Sequence[Tile]) -> tuple[np.ndarray, 
     for (img, _, hw), offset in zip(tiles, offsets, strict=True):
         if img is None and plan.needs(offset, hw):
             raise ValueError(f"mosaic tile at {offset} with size {hw} is visible but was not loaded")
+    placed, canvas = _placed(tiles, offsets), plan.canvas
     if plan.region is None:
-        canvas, labels = _assemble(tiles, plan.center, plan.img_size)
-        img = warp_image(canvas, plan.matrix, plan.out_wh)
+        img = warp_image(render_region(canvas, (canvas.w, canvas.h), placed, canvas), plan.matrix, plan.out_wh)
     else:
-        placed = [(img, offset) for (img, _, _), offset in zip(tiles, offsets, strict=True) if img is not None]
-        img = render_region(plan.region, plan.out_wh, placed, plan.canvas)
-        labels = _canvas_labels([labels for _, labels, _ in tiles], offsets, 2 * plan.img_size)
+        img = render_region(plan.region, plan.out_wh, placed, canvas)
+    labels = _canvas_labels([labels for _, labels, _ in tiles], offsets, canvas.w)
     return img, warp_labels(labels, plan.matrix, plan.out_wh, scale=plan.scale)
 
 
