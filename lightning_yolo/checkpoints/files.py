@@ -1,7 +1,13 @@
-"""Reading checkpoint files safely: ``weights_only=True`` always, and every failure names the file and the reason."""
+"""Checkpoint files on disk: read safely (``weights_only=True`` always, every failure naming the file and the reason)
+and written crash-safely (a temporary file in the target's folder, fsynced, then renamed over the target).
+
+Torch only: no Lightning, so weights loading in ``models/`` and inference can use it.
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +69,57 @@ def check_state_dict_matches(expected: dict[str, torch.Tensor], checkpoint: dict
     raise CheckpointError(
         f"{source or 'checkpoint'}: does not fit this model{what}, {len(problems)} mismatched keys: {listed}"
     )
+
+
+TMP_PREFIX = ".tmp-"
+"""Temporary files start with this (a dot, so no glob for ``*.ckpt`` and no ``last`` lookup ever picks them up)."""
+
+
+def nonfinite_tensors(state_dict: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in ``state_dict`` holding NaN or inf values."""
+    return [
+        name
+        for name, value in state_dict.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all()
+    ]
+
+
+def atomic_write_bytes(data: bytes, path: str | Path) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part.
+
+    The bytes go to a temporary file in the same folder, are flushed and fsynced, then renamed over ``path``;
+    the folder is fsynced too so the rename itself survives a power cut. Any OSError propagates.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist a rename in ``folder`` (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete temporary files left in ``folder`` by a save that was killed; returns what was removed."""
+    stale = sorted(Path(folder).glob(TMP_PREFIX + "*")) if Path(folder).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
