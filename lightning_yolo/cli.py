@@ -17,20 +17,27 @@ from typing import Any
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from lightning_yolo.callbacks.autoanchor import AutoAnchor
-from lightning_yolo.callbacks.checkpoint import run_checkpoints
 from lightning_yolo.callbacks.plots import RunPlots
 from lightning_yolo.callbacks.results import ResultsCSV
 from lightning_yolo.callbacks.throughput import Throughput
 from lightning_yolo.callbacks.wandb import WandbLogging, configure_loggers_for_run
-from lightning_yolo.checkpoint_files import read_checkpoint
-from lightning_yolo.checkpoint_io import AtomicCheckpointIO
+from lightning_yolo.checkpoints.callbacks import RunCheckpoints
+from lightning_yolo.checkpoints.files import read_checkpoint
+from lightning_yolo.checkpoints.io import AtomicCheckpointIO
+from lightning_yolo.checkpoints.runs import (
+    RunError,
+    new_run_dir,
+    rank_label,
+    resume_checkpoint,
+    run_dir_of_checkpoint,
+    run_dir_of_hpc_checkpoint,
+    shared_run_dir,
+)
 from lightning_yolo.data.datamodule import YOLODataModule
-from lightning_yolo.distributed import rank_label, resume_checkpoint, run_dir_of_hpc_checkpoint, shared_run_dir
 from lightning_yolo.errors import CheckpointError, ConfigError, NonFiniteError
 from lightning_yolo.models.yolo import load_config
 from lightning_yolo.module import YOLOModule
-from lightning_yolo.runs import RunError, new_run_dir, run_dir_of_checkpoint
-from lightning_yolo.validation import as_config_error, check_trainer_settings
+from lightning_yolo.settings import TRAINER_RULES, check_settings
 
 log = logging.getLogger("lightning_yolo")
 
@@ -71,66 +78,66 @@ class YOLOCLI(LightningCLI):
         parser.add_argument("--name", type=str, default="exp", help="Run folder name (numbered when it exists).")
         parser.add_argument("--exist_ok", type=bool, default=False, help="Reuse an existing run folder.")
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then check ``--ckpt_path`` once, before Lightning reads the checkpoint's hyperparameters.
+
+        ``last`` is resolved to the newest ``last.ckpt`` / ``hpc_ckpt_N.ckpt`` of the run here, and a missing,
+        empty, garbage or hostile file fails with its name and reason instead of an unpickling traceback. The
+        checkpoint read here is handed to the trainer's CheckpointIO, which does not read it again.
+        """
+        super().parse_arguments(parser, args)
+        self.checked_checkpoint: tuple[str, dict[str, Any]] | None = None
+        subcommand = self.config.get("subcommand")
+        ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt:
+            return
+        if ckpt == "last":
+            if subcommand != "fit":
+                raise RunError("ckpt_path=last is for resuming fit; give validate/test a checkpoint path")
+            config = self.config[subcommand]
+            ckpt = str(resume_checkpoint(_project(config, subcommand), config.name))  # or a newer hpc_ckpt_N
+            config.ckpt_path = ckpt
+        self.checked_checkpoint = (ckpt, read_checkpoint(ckpt, hint=CKPT_HINT))
+
     def before_instantiate_classes(self) -> None:
         subcommand = self.subcommand
         if subcommand is None:
             return
         config = self.config[subcommand]
-        check_trainer_settings(config.trainer.get("max_epochs"), config.trainer.get("max_steps"))
-        project = config.get("project") or DEFAULT_PROJECT.get(subcommand, "runs/other")
-        run_dir = self._resolve_run(config, Path(project), subcommand)
+        check_settings("trainer", config.trainer, TRAINER_RULES)
+        run_dir = self._resolve_run(config, _project(config, subcommand), subcommand)
         config.trainer.default_root_dir = str(run_dir)
         config.data.stride = max_stride(config.model.cfg)
         if config.get("weights_only") is None:
             config.weights_only = True
         callbacks: list[Any] = []
         if subcommand == "fit":
-            callbacks = [*run_checkpoints(run_dir), ResultsCSV(run_dir)]
+            callbacks = [RunCheckpoints(run_dir / "weights"), ResultsCSV(run_dir)]
         self.trainer_defaults["callbacks"] = callbacks
         resume_from = config.get("ckpt_path") if subcommand == "fit" else None
         configure_loggers_for_run(config.trainer.logger, run_dir, resume_from)
         log.info("run folder: %s", run_dir)
 
-    def _parse_ckpt_path(self) -> None:
-        # Lightning reads --ckpt_path's hyperparameters here, before any hook: check the file first, so a bad one
-        # fails with its name and reason instead of a bare unpickling traceback.
-        subcommand = self.config.get("subcommand")
-        ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt and ckpt != "last":
-            read_checkpoint(ckpt, hint=CKPT_HINT)
-        super()._parse_ckpt_path()
-
     def instantiate_trainer(self, **kwargs: Any) -> Any:
-        plugins = self._get(self.config_init, "trainer", default={}).get("plugins")
-        if not plugins:
+        if not self.config_init[self.subcommand].trainer.get("plugins"):
             # Same-folder atomic saves, loud write failures, no non-finite weights, weights_only loads.
-            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+            kwargs.setdefault("plugins", [AtomicCheckpointIO(preloaded=self.checked_checkpoint)])
         return super().instantiate_trainer(**kwargs)
 
-    def instantiate_classes(self) -> None:
-        try:
-            super().instantiate_classes()
-        except ValueError as err:  # only the project's own "data.<key> must be ..." checks become one line
-            converted = as_config_error(err)
-            if converted is err:
-                raise
-            raise converted from None
-
     def _resolve_run(self, config: Any, project: Path, subcommand: str) -> Path:
-        """Pick the run folder; resolve ``ckpt_path=last`` loudly; check a checkpoint before Lightning loads it."""
+        """The run folder: a resumed fit continues in its checkpoint's run, anything else gets the next free one."""
         ckpt = config.get("ckpt_path")
-        if ckpt == "last":
-            if subcommand != "fit":
-                raise RunError("ckpt_path=last is for resuming fit; give validate/test a checkpoint path")
-            ckpt = str(resume_checkpoint(project, config.name))  # last.ckpt, or a newer SLURM hpc_ckpt_N.ckpt
-            config.ckpt_path = ckpt
-            read_checkpoint(ckpt, hint=CKPT_HINT)  # an explicit path was already checked, in _parse_ckpt_path
-        if ckpt is not None:
+        if ckpt is not None and subcommand == "fit":
             owner = run_dir_of_checkpoint(Path(ckpt)) or run_dir_of_hpc_checkpoint(Path(ckpt))
-            if subcommand == "fit" and owner is not None:
+            if owner is not None:
                 return owner
         # DDP ranks that rank 0 launches reuse its folder instead of numbering their own
         return shared_run_dir(lambda: new_run_dir(project, config.name, config.exist_ok))
+
+
+def _project(config: Any, subcommand: str) -> Path:
+    """The parent folder of the subcommand's run folders: ``--project``, else ``runs/train`` / ``runs/val`` / ..."""
+    return Path(config.get("project") or DEFAULT_PROJECT.get(subcommand, "runs/other"))
 
 
 KNOWN_ERRORS: tuple[type[Exception], ...] = (RunError, CheckpointError, ConfigError, NonFiniteError, FileNotFoundError)

@@ -18,12 +18,13 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning import LightningModule
 
-from lightning_yolo.checkpoint_files import check_state_dict_matches, read_checkpoint
-from lightning_yolo.distributed import BatchMean
-from lightning_yolo.ema import ModelEMA
+from lightning_yolo.checkpoints.files import check_state_dict_matches, read_checkpoint
 from lightning_yolo.errors import CheckpointError, NonFiniteError
+from lightning_yolo.evaluation.ap import APResult
+from lightning_yolo.evaluation.metric import BatchMean, DetectionMetric
+from lightning_yolo.evaluation.table import format_results_table
 from lightning_yolo.loss import YOLOLoss, scale_loss_gains
-from lightning_yolo.metrics import DetectionMetric
+from lightning_yolo.models.ema import ModelEMA
 from lightning_yolo.models.weights import transfer_state_dict
 from lightning_yolo.models.yolo import DetectionModel
 from lightning_yolo.ops.boxes import scale_boxes, xywh_to_xyxy
@@ -39,8 +40,7 @@ from lightning_yolo.optim import (
     scaled_weight_decay,
     warmup_iters,
 )
-from lightning_yolo.report import format_results_table
-from lightning_yolo.validation import check_model_settings
+from lightning_yolo.settings import MODEL_RULES, check_settings
 
 log = logging.getLogger("lightning_yolo")
 
@@ -151,7 +151,9 @@ class YOLOModule(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        check_model_settings(self.hparams)  # before the model is built: a bad value fails fast, naming its key
+        check_settings(
+            "model", self.hparams, MODEL_RULES
+        )  # before the model is built: a bad value fails fast, naming its key
         self.automatic_optimization = False
         self.model = self._build_model(cfg, weights, nc, names)
         self._freeze(freeze or [])
@@ -179,6 +181,8 @@ class YOLOModule(LightningModule):
         self._accumulation_state: dict[str, int] | None = None
         self.nonfinite_steps = 0
         self._running_loss = torch.zeros(3)
+        self.last_results: dict[str, torch.Tensor] | None = None
+        """The metrics of the latest validation or test (``DetectionMetric.compute``); None before the first."""
 
     # ----------------------------------------------------------------------------------------------- construction
     @staticmethod
@@ -199,6 +203,16 @@ class YOLOModule(LightningModule):
                 param.requires_grad_(False)
 
     @property
+    def names(self) -> list[str]:
+        """Class names, index = class id."""
+        return list(self.model.names)
+
+    @property
+    def last_curves(self) -> APResult | None:
+        """P, R, F1 and PR curves of the latest validation; None when nothing was a true positive."""
+        return self.val_metric.last_result
+
+    @property
     def inference_model(self) -> DetectionModel:
         """The weights validation, checkpoints and export use: the EMA model when enabled."""
         return self.ema.module if self.ema is not None else self.model
@@ -215,8 +229,15 @@ class YOLOModule(LightningModule):
     @property
     def global_batch_size(self) -> int:
         """Images per optimiser iteration over all devices (YOLOv5's ``--batch-size``)."""
-        world = self.trainer.world_size if self._trainer is not None else 1
-        return self.hparams.batch_size * world
+        trainer = self._attached_trainer()
+        return self.hparams.batch_size * (trainer.world_size if trainer is not None else 1)
+
+    def _attached_trainer(self) -> Any:
+        """The Trainer running this module, or None when it is used on its own (``trainer`` raises then)."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
 
     def _weight_decay(self) -> float:
         """The decay-group weight decay, scaled to the current global batch and its nominal-batch accumulation."""
@@ -424,7 +445,8 @@ class YOLOModule(LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning calls this before load_state_dict: a checkpoint of another architecture or nc fails here with
         # the file and the mismatched keys, for --ckpt_path and load_from_checkpoint alike.
-        source = self._trainer.ckpt_path if self._trainer is not None else None
+        trainer = self._attached_trainer()
+        source = trainer.ckpt_path if trainer is not None else None
         check_state_dict_matches(self.state_dict(), checkpoint, source)
         self._accumulation_state = checkpoint.get("accumulation")
         self.nonfinite_steps = int(checkpoint.get("nonfinite_steps", 0))

@@ -119,5 +119,5 @@ def round_to_stride(imgsz: int, stride: int) -> int:
     """``imgsz`` rounded up to a multiple of ``stride`` (at least one stride), with a warning when it changes."""
     rounded = max(math.ceil(imgsz / stride) * stride, stride)
     if rounded != imgsz:
-        log.warning("image size %d is not a multiple of the max stride %d: using %d", imgsz, stride, rounded)
+        log.warning("imgsz=%d is not a multiple of the max stride %d: using %d", imgsz, stride, rounded)
     return rounded

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from lightning_yolo.checkpoint_files import read_checkpoint
-from lightning_yolo.checkpoint_io import TMP_PREFIX, AtomicCheckpointIO
+from lightning_yolo.checkpoints.files import read_checkpoint
+from lightning_yolo.checkpoints.files import TMP_PREFIX
+from lightning_yolo.checkpoints.io import AtomicCheckpointIO
 
 
 def save_forever(folder: Path, start: int) -> None:

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from lightning_yolo.evaluation.ap import box_filter
 from lightning_yolo.plots import (
     RESULT_COLUMNS,
     class_color,
@@ -23,7 +24,6 @@ from lightning_yolo.plots import (
     plot_results,
     predictions_to_targets,
 )
-from lightning_yolo.plots.curves import smooth
 from lightning_yolo.plots.results import gaussian_smooth, read_results_csv
 
 PX = np.linspace(0, 1, 1000)
@@ -165,8 +165,8 @@ def test_plot_confusion_matrix_all_zero_and_mismatched_names(tmp_path):
 
 def test_smooth_keeps_length_and_constants():
     y = np.full(1000, 0.3)
-    np.testing.assert_allclose(smooth(y, 0.05), y)
-    assert len(smooth(np.random.default_rng(0).random(1000))) == 1000
+    np.testing.assert_allclose(box_filter(y, 0.05), y)
+    assert len(box_filter(np.random.default_rng(0).random(1000))) == 1000
 
 
 # --- results.png ---

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_yolo.runs import RunError, last_checkpoint, new_run_dir, run_dir_of_checkpoint
+from lightning_yolo.checkpoints.runs import RunError, last_checkpoint, new_run_dir, run_dir_of_checkpoint
 
 
 def test_new_run_dir_numbers_existing_folders(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """AutoAnchor: check the model's anchors against the training labels before the first step, evolve better ones.
 
-The maths lives in :mod:`lightning_yolo.anchors`; this callback gathers the training set's label sizes, runs the
+The maths lives in :mod:`lightning_yolo.models.anchors`; this callback gathers the training set's label sizes, runs the
 check on global rank 0, broadcasts the outcome so that every process adopts identical anchors, and writes them
 into the model, its EMA copy and the loss through ``pl_module.set_anchors``. A resumed fit (``ckpt_path`` given)
 keeps the checkpoint's anchors untouched.
@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from lightning_yolo.anchors import BPR_KEEP, AnchorReport, anchor_fitness, check_anchors, label_wh
+from lightning_yolo.models.anchors import BPR_KEEP, AnchorReport, anchor_fitness, check_anchors, label_wh
 
 log = logging.getLogger(__name__)
 

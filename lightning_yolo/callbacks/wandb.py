@@ -28,6 +28,7 @@ import yaml
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import WandbLogger
 
+from lightning_yolo.evaluation.table import results_rows
 from lightning_yolo.ops.boxes import xywhn_to_xyxy
 
 log = logging.getLogger(__name__)
@@ -147,20 +148,6 @@ def wandb_boxes(
     }
 
 
-def class_table_rows(results: Mapping[str, torch.Tensor], names: list[str] | None) -> list[list[Any]]:
-    """Rows ``[class, images, instances, P, R, mAP50, mAP50-95]`` of the module's ``last_results``: ``all`` first,
-    then each class that has labels (the rows of the validation table)."""
-    means = [float(results[k]) for k in ("precision", "recall", "map50", "map")]
-    rows: list[list[Any]] = [["all", int(results["seen"]), int(results["instances"]), *means]]
-    ids = results.get("class_ids", torch.zeros(0)).tolist()
-    columns = ("class_images", "class_instances", "class_precision", "class_recall", "class_ap50", "class_ap")
-    values = [results[c].tolist() for c in columns]
-    for i, cls in enumerate(ids):
-        name = names[cls] if names is not None and cls < len(names) else str(cls)
-        rows.append([name, int(values[0][i]), int(values[1][i]), *(float(v[i]) for v in values[2:])])
-    return rows
-
-
 # ---------------------------------------------------------------------------------------------------- callback
 class WandbLogging(Callback):
     """Validation boxes, a per-class AP table, the full config and the run id for a ``WandbLogger`` run.
@@ -260,7 +247,7 @@ class WandbLogging(Callback):
             self._images = []
         results = getattr(pl_module, "last_results", None)
         if self.class_table and results:
-            rows = class_table_rows(results, list(getattr(pl_module.model, "names", []) or []) or None)
+            rows = results_rows(results, list(getattr(pl_module.model, "names", []) or []) or None)
             logger.log_table(f"{prefix}/classes", columns=_TABLE_COLUMNS, data=rows, step=step)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -1,50 +1,110 @@
-"""Checkpoints of a run: ``weights/last.ckpt`` after every epoch and ``weights/best.ckpt`` at the best fitness."""
+"""The checkpoint policy of a run: ``weights/last.ckpt`` after every training epoch, ``weights/best.ckpt`` at the
+best fitness, written with Lightning's public ``trainer.save_checkpoint``.
+
+Why not Lightning's ``ModelCheckpoint``: it skips a save when ``trainer.global_step`` (optimiser steps) has not moved
+since the previous one. With YOLOv5's nominal-batch accumulation a small dataset runs whole epochs without a step,
+yet those batches moved BatchNorm statistics, the epoch counter and the accumulation counters; a skipped save would
+make a resume restart from an older epoch and diverge from the uninterrupted run. This callback saves once per
+training epoch, always.
+
+It subclasses Lightning's ``Checkpoint``, so Lightning runs its ``on_train_epoch_end`` after the module's own (the
+learning-rate schedule has stepped and the EMA attributes are updated when the file is written), as it does for
+``ModelCheckpoint``.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.callbacks import Checkpoint
+
+from lightning_yolo.checkpoints.files import atomic_write_bytes
+
+FITNESS_KEY = "fitness"
+"""The logged metric that ranks checkpoints: ``0.1 * mAP@0.5 + 0.9 * mAP@0.5:0.95`` (YOLOv5's)."""
 
 
-class EveryEpochCheckpoint(ModelCheckpoint):
-    """A ModelCheckpoint that also writes after an epoch in which no optimiser step happened.
+class RunCheckpoints(Checkpoint):
+    """Write ``last.ckpt`` at every training-epoch end and copy it to ``best.ckpt`` when fitness improves.
 
-    Lightning skips a save when ``trainer.global_step`` (optimiser steps) has not moved since the previous save.
-    With YOLOv5's nominal-batch accumulation a small dataset can run whole epochs without a step, yet those
-    batches moved BatchNorm statistics, the epoch counter and the accumulation counters: a skipped save would make
-    a resume restart from an older epoch and diverge from the uninterrupted run. This checkpoint skips a save only
-    when no training batch has run since the previous one.
+    The best fitness is part of the callback's state, so a resumed fit keeps comparing against it. Both files are
+    overwritten in place: ``last`` and ``best`` always name the current files. An epoch without validation (no
+    ``fitness`` logged) only updates ``last``.
+
+    Loggers hear of every save through their public ``after_save_checkpoint`` hook, as from ``ModelCheckpoint``;
+    the attributes ``monitor``, ``mode``, ``save_top_k``, ``last_model_path``, ``best_model_path``,
+    ``current_score`` and ``best_model_score`` carry ``ModelCheckpoint``'s meaning, so that ``WandbLogger(log_model=
+    True)`` uploads ``last`` and ``best`` as artifacts at the end of the fit.
+
+    Args:
+        dirpath: The run's ``weights`` folder.
     """
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._batches_at_last_save = -1
+    monitor = FITNESS_KEY
+    mode = "max"
+    save_top_k = 1
 
-    def _should_skip_saving_checkpoint(self, trainer: pl.Trainer) -> bool:
-        return (
-            bool(trainer.fast_dev_run)
-            or trainer.state.fn != TrainerFn.FITTING
-            or trainer.sanity_checking
-            or trainer.fit_loop.total_batch_idx == self._batches_at_last_save
-        )
+    def __init__(self, dirpath: str | Path) -> None:
+        self.dirpath = Path(dirpath)
+        self.best_fitness = -math.inf
+        self.best_epoch: int | None = None
+        self.current_score: float | None = None
 
-    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
-        super()._save_checkpoint(trainer, filepath)
-        self._batches_at_last_save = trainer.fit_loop.total_batch_idx
+    @property
+    def last_path(self) -> Path:
+        """``<dirpath>/last.ckpt``."""
+        return self.dirpath / "last.ckpt"
 
+    @property
+    def best_path(self) -> Path:
+        """``<dirpath>/best.ckpt``."""
+        return self.dirpath / "best.ckpt"
 
-def run_checkpoints(run_dir: str | Path) -> list[ModelCheckpoint]:
-    """Two checkpoints writing ``best.ckpt`` (max ``fitness``) and ``last.ckpt`` into ``run_dir/weights``.
+    @property
+    def last_model_path(self) -> str:
+        """``last_path`` as a string once written, else ``""`` (``ModelCheckpoint``'s convention)."""
+        return str(self.last_path) if self.last_path.is_file() else ""
 
-    ``last`` is its own unmonitored checkpoint because Lightning's ``save_last`` only writes when the monitored
-    checkpoint was written in the same step; it is written at every epoch end (:class:`EveryEpochCheckpoint`).
-    Files are overwritten in place (no ``-v1`` suffixes), so ``best`` and ``last`` always name the current files.
-    """
-    weights = Path(run_dir) / "weights"
-    common = {"dirpath": weights, "save_top_k": 1, "auto_insert_metric_name": False, "enable_version_counter": False}
-    best = ModelCheckpoint(filename="best", monitor="fitness", mode="max", **common)
-    last = EveryEpochCheckpoint(filename="last", monitor=None, **common)
-    return [best, last]
+    @property
+    def best_model_path(self) -> str:
+        """``best_path`` as a string once a best epoch exists, else ``""``."""
+        return str(self.best_path) if self.best_epoch is not None and self.best_path.is_file() else ""
+
+    @property
+    def best_model_score(self) -> float | None:
+        """The best fitness so far; None before any validation."""
+        return self.best_fitness if self.best_epoch is not None else None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        improved = self._improved(trainer)
+        trainer.save_checkpoint(self.last_path)  # every rank calls it; the strategy writes on global rank 0
+        if improved:
+            if trainer.is_global_zero:
+                atomic_write_bytes(self.last_path.read_bytes(), self.best_path)
+            trainer.strategy.barrier("best-checkpoint")
+        for logger in trainer.loggers:
+            logger.after_save_checkpoint(self)
+
+    def _improved(self, trainer: pl.Trainer) -> bool:
+        """Whether this epoch's fitness beats the best so far (recorded before ``last`` is written, so that the
+        saved state already holds the new best)."""
+        value = trainer.callback_metrics.get(FITNESS_KEY)
+        if value is None:
+            return False
+        fitness = self.current_score = float(value)
+        if not fitness > self.best_fitness:
+            return False
+        self.best_fitness, self.best_epoch = fitness, trainer.current_epoch
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_fitness": self.best_fitness, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_fitness = float(state_dict.get("best_fitness", -math.inf))
+        self.best_epoch = state_dict.get("best_epoch")

@@ -15,11 +15,26 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from lightning_yolo.checkpoints.files import atomic_write_bytes, nonfinite_tensors, read_checkpoint, remove_stale_temporaries
+from lightning_yolo.checkpoints.files import (
+    atomic_write_bytes,
+    nonfinite_tensors,
+    read_checkpoint,
+    remove_stale_temporaries,
+)
 from lightning_yolo.errors import CheckpointError
 
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning CheckpointIO: atomic same-folder saves, loud failures, no non-finite weights, safe loads."""
+    """Lightning CheckpointIO: atomic same-folder saves, loud failures, no non-finite weights, safe loads.
+
+    Args:
+        preloaded: A checkpoint the command line already read and checked, and its path: the first load of that
+            path returns it instead of reading the file again.
+    """
+
+    def __init__(self, preloaded: tuple[str | Path, dict[str, Any]] | None = None) -> None:
+        super().__init__()
+        self._preloaded = preloaded
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         """Serialise ``checkpoint`` and write it atomically to ``path``.
@@ -41,4 +56,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> Any:
         """Load with ``weights_only=True`` whatever the caller asked for (checkpoints never need code to load)."""
+        if self._preloaded is not None and Path(self._preloaded[0]) == Path(path) and map_location in (None, "cpu"):
+            _, checkpoint = self._preloaded
+            self._preloaded = None  # handed over once; the memory is the trainer's from here
+            return checkpoint
         return read_checkpoint(path, map_location=map_location or "cpu")

@@ -1,13 +1,12 @@
-"""Detection confusion matrix with a background class (YOLOv5 semantics), as a DDP-aware torchmetrics Metric."""
+"""Detection confusion matrix with a background class (YOLOv5 semantics); ``DetectionMetric`` accumulates it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-from torchmetrics import Metric
 
-from lightning_yolo.ops.ap import greedy_match
+from lightning_yolo.evaluation.matching import greedy_match
 from lightning_yolo.ops.iou import box_iou
 
 
@@ -57,33 +56,3 @@ def confusion_update_image(matrix: torch.Tensor, detections: torch.Tensor, label
         matrix[-1].index_add_(0, true_cls, torch.ones_like(true_cls))
         return
     confusion_update(matrix, detections, labels, **kwargs)
-
-
-class ConfusionMatrix(Metric):
-    """Confusion matrix over a validation run; ``compute()`` returns ``(nc + 1, nc + 1)`` counts
-    ``[predicted, true]`` with background last. Same ``update`` arguments as ``DetectionMetric``.
-
-    Args:
-        nc: Number of classes.
-        conf: Detections at or below this confidence are ignored.
-        iou_thres: IoU above which a detection and a label pair up.
-        **kwargs: Passed to ``torchmetrics.Metric``.
-    """
-
-    full_state_update = False
-    is_differentiable = False
-
-    def __init__(self, nc: int, conf: float = 0.25, iou_thres: float = 0.45, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.nc, self.conf, self.iou_thres = nc, conf, iou_thres
-        self.add_state("matrix", torch.zeros(nc + 1, nc + 1, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, preds: list[torch.Tensor], targets: list[torch.Tensor]) -> None:
-        """Add images: ``preds`` ``(n, 6)`` ``[x1, y1, x2, y2, conf, cls]`` and ``targets`` ``(m, 5)``
-        ``[cls, x1, y1, x2, y2]`` per image, in the same pixel frame."""
-        for det, lab in zip(preds, targets, strict=True):
-            confusion_update_image(self.matrix, det.detach(), lab.detach(), conf=self.conf, iou_thres=self.iou_thres)
-
-    def compute(self) -> torch.Tensor:
-        """The accumulated counts."""
-        return self.matrix

@@ -1,8 +1,9 @@
-"""Validation metrics of a detector (P, R, mAP@0.5, mAP@0.5:0.95, fitness) as a DDP-aware torchmetrics Metric.
+"""What a validation run accumulates, as DDP-aware torchmetrics Metrics: detection metrics (P, R, mAP@0.5,
+mAP@0.5:0.95, fitness, confusion matrix) and the mean validation losses.
 
 ``DetectionMetric`` keeps, per image, what YOLOv5's val.py keeps (true-positive flags, confidences, classes of
 detections and labels) in list states gathered with ``cat``, so under DDP each process validates its own shard
-and every image counts once in the result. The maths lives in ``lightning_yolo.ops.ap``.
+and every image counts once in the result. The maths lives in ``ap``, ``matching`` and ``confusion``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from lightning_yolo.confusion import ConfusionMatrix, confusion_update_image
-from lightning_yolo.ops.ap import APResult, ap_per_class, fitness, match_predictions
-
-__all__ = ["APResult", "ConfusionMatrix", "DetectionMetric", "ap_per_class", "fitness", "match_predictions"]
+from lightning_yolo.evaluation.ap import APResult, ap_per_class
+from lightning_yolo.evaluation.confusion import confusion_update_image
+from lightning_yolo.evaluation.matching import match_predictions
 
 _MEAN_KEYS = ("precision", "recall", "map50", "map", "fitness")
 _CLASS_KEYS = ("class_precision", "class_recall", "class_ap50", "class_ap")
@@ -156,3 +156,27 @@ class DetectionMetric(Metric):
             maps=maps,
         )
         return out
+
+
+class BatchMean(Metric):
+    """Mean over batches of a per-batch vector (YOLOv5's validation losses: sum of batch losses / batches).
+
+    The sums are reduced over ranks when computed, so a rank that ran more batches weighs in correctly and the
+    result equals the single-process value (up to floating-point summation order).
+    """
+
+    full_state_update = False
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.add_state("total", default=torch.zeros(size, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("batches", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, value: torch.Tensor) -> None:
+        """Add one batch's vector ``(size,)``."""
+        self.total += value.detach().to(self.total)
+        self.batches += 1
+
+    def compute(self) -> torch.Tensor:
+        """``(size,)`` float32 mean; zeros when no batch was added anywhere."""
+        return (self.total / self.batches.clamp(min=1)).float()

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lightning_yolo.ops.arrays import to_numpy
+
 __all__ = [
     "BPR_KEEP",
     "AnchorReport",
@@ -50,10 +52,8 @@ def _to_tensor(x: ArrayLike) -> torch.Tensor:
 
 
 def _to_numpy(x: ArrayLike) -> np.ndarray:
-    """Float32 numpy copy of an array, tensor (any device) or nested sequence."""
-    if isinstance(x, torch.Tensor):
-        return x.detach().to("cpu", torch.float32).numpy()
-    return np.asarray(x, dtype=np.float32)
+    """Float32 NumPy array of an array, tensor (any device) or nested sequence."""
+    return to_numpy(x).astype(np.float32, copy=False)
 
 
 def _ratio_metric(anchors: np.ndarray, wh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

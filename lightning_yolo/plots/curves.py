@@ -11,22 +11,15 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 
+from lightning_yolo.evaluation.ap import box_filter
+from lightning_yolo.ops.arrays import to_numpy
 from lightning_yolo.plots._figure import Names, class_name, new_figure, save_figure
 
 _PER_CLASS_MAX = 20  # per-class lines get a legend entry only up to this many classes; more are drawn grey
 
 
-def _to_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
-    x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    return x.astype(np.float64)
-
-
-def smooth(y: np.ndarray, fraction: float = 0.05) -> np.ndarray:
-    """Box-filter smoothing over `fraction` of the points (odd window), edges padded with the end values."""
-    window = round(len(y) * fraction * 2) // 2 + 1
-    pad = np.ones(window // 2)
-    padded = np.concatenate((pad * y[0], y, pad * y[-1]))
-    return np.convolve(padded, np.ones(window) / window, mode="valid")
+def _float64(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    return to_numpy(x).astype(np.float64)
 
 
 def _finish(ax: Axes, xlabel: str, ylabel: str, title: str) -> None:
@@ -64,8 +57,8 @@ def plot_pr_curve(
         names: class names of the nc rows of py (in row order).
         save_path: output PNG.
     """
-    px, py = _to_numpy(px), _to_numpy(py).reshape(-1, len(px))
-    ap = _to_numpy(ap).reshape(len(py), -1) if len(py) else np.zeros((0, 10))
+    px, py = _float64(px), _float64(py).reshape(-1, len(px))
+    ap = _float64(ap).reshape(len(py), -1) if len(py) else np.zeros((0, 10))
     fig, ax = new_figure((9, 6))
     ax = ax[0]
     labels = [f"{class_name(names, i)} {ap[i, 0]:.3f}" for i in range(len(py))]
@@ -96,12 +89,12 @@ def plot_mc_curve(
         save_path: output PNG (F1_curve.png, P_curve.png, R_curve.png).
         xlabel, ylabel: axis labels; the title is "<ylabel>-Confidence Curve".
     """
-    px, py = _to_numpy(px), _to_numpy(py).reshape(-1, len(px))
+    px, py = _float64(px), _float64(py).reshape(-1, len(px))
     fig, ax = new_figure((9, 6))
     ax = ax[0]
     _per_class_lines(ax, px, py, [class_name(names, i) for i in range(len(py))])
     if len(py):
-        y = smooth(py.mean(0), 0.05)
+        y = box_filter(py.mean(0), 0.05)
         best = int(y.argmax())
         ax.plot(px, y, linewidth=3, color="blue", label=f"all classes {y[best]:.2f} at {px[best]:.3f}")
     _finish(ax, xlabel, ylabel, f"{ylabel}-Confidence Curve")

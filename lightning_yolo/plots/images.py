@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import torch
 
+from lightning_yolo.ops.arrays import to_numpy
 from lightning_yolo.ops.boxes import xywh_to_xyxy, xyxy_to_xywh
 from lightning_yolo.plots._figure import Names, class_color, class_name
 
@@ -17,13 +18,9 @@ _FILENAME_COLOR = (220, 220, 220)
 _TEXT_COLOR = (255, 255, 255)
 
 
-def _to_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
 def _targets_array(targets: np.ndarray | torch.Tensor | None) -> np.ndarray:
     """(n, 6|7) float array of boxes; None and empty inputs of any shape become (0, 6)."""
-    t = np.zeros((0, 6)) if targets is None else _to_numpy(targets).astype(np.float64)
+    t = np.zeros((0, 6)) if targets is None else to_numpy(targets).astype(np.float64)
     return t.reshape(-1, t.shape[-1]) if t.size else np.zeros((0, 6))
 
 
@@ -108,7 +105,7 @@ def predictions_to_targets(predictions: Sequence[torch.Tensor | np.ndarray], max
     """
     rows = []
     for i, pred in enumerate(predictions):
-        pred = _to_numpy(pred).astype(np.float32).reshape(-1, 6)[:max_det]
+        pred = to_numpy(pred).astype(np.float32).reshape(-1, 6)[:max_det]
         index = np.full((len(pred), 1), i, np.float32)
         rows.append(np.concatenate([index, pred[:, 5:6], xyxy_to_xywh(pred[:, :4]), pred[:, 4:5]], 1))
     return np.concatenate(rows) if rows else np.zeros((0, 7), np.float32)
@@ -139,7 +136,7 @@ def plot_images(
     Returns:
         The written path. The mosaic is ceil(sqrt(b)) tiles a side, b = min(B, max_subplots).
     """
-    images = _as_uint8(_to_numpy(images))
+    images = _as_uint8(to_numpy(images))
     if images.ndim != 4 or len(images) == 0:
         raise ValueError(f"expected a non-empty (B, 3, H, W) batch, got shape {images.shape}")
     images = images[:max_subplots]

@@ -61,24 +61,17 @@ def module_anchors(module: Any) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in anchors.items()}
 
 
-def _checkpoints(module: Any, run_dir: Path) -> list[Any]:
-    """The run's checkpoint callbacks (``run_checkpoints`` returns a list, the older ``run_checkpoint`` one)."""
-    if hasattr(module, "run_checkpoints"):
-        return list(module.run_checkpoints(run_dir))
-    return [module.run_checkpoint(run_dir)]
-
-
 def _fit(run_dir: Path, data_yaml: Path, max_epochs: int, ckpt_path: Path | None, wandb_id: str | None) -> Fit:
     import pytorch_lightning as pl
     import wandb
     from pytorch_lightning.loggers import WandbLogger
 
-    from lightning_yolo.callbacks import checkpoint
     from lightning_yolo.callbacks.autoanchor import AutoAnchor
     from lightning_yolo.callbacks.plots import RunPlots
     from lightning_yolo.callbacks.results import ResultsCSV
     from lightning_yolo.callbacks.throughput import Throughput
     from lightning_yolo.callbacks.wandb import WandbLogging
+    from lightning_yolo.checkpoints.callbacks import RunCheckpoints
     from lightning_yolo.data.datamodule import YOLODataModule
     from lightning_yolo.module import YOLOModule
 
@@ -100,7 +93,7 @@ def _fit(run_dir: Path, data_yaml: Path, max_epochs: int, ckpt_path: Path | None
         max_epochs=max_epochs,
         default_root_dir=str(run_dir),
         logger=logger,
-        callbacks=[*callbacks.values(), ResultsCSV(run_dir), *_checkpoints(checkpoint, run_dir)],
+        callbacks=[*callbacks.values(), ResultsCSV(run_dir), RunCheckpoints(run_dir / "weights")],
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,

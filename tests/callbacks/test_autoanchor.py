@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_yolo.anchors import anchor_fitness, label_wh
 from lightning_yolo.callbacks.autoanchor import AutoAnchor, training_labels
+from lightning_yolo.models.anchors import anchor_fitness, label_wh
 
 STRIDES = torch.tensor([8.0, 16.0, 32.0])
 YOLOV5N_ANCHORS_PX = torch.tensor(

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from lightning_yolo.callbacks.wandb import (
-    class_table_rows,
     configure_loggers_for_run,
     wandb_boxes,
     wandb_run_id_from_checkpoint,
 )
+from lightning_yolo.evaluation.table import results_rows
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "logger"
 
@@ -100,7 +100,7 @@ def test_class_table_has_the_validation_tables_rows():
         "class_ap50": torch.tensor([0.5, 0.3]),
         "class_ap": torch.tensor([0.25, 0.15]),
     }
-    rows = class_table_rows(results, ["cat", "dog", "emu"])
+    rows = results_rows(results, ["cat", "dog", "emu"])
     assert [r[:3] for r in rows] == [["all", 5, 7], ["cat", 3, 4], ["emu", 2, 3]]
     assert rows[2][3:] == pytest.approx([0.5, 0.25, 0.3, 0.15])
 

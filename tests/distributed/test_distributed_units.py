@@ -10,18 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_yolo.data.datamodule import collate_or_empty
-from lightning_yolo.data.samplers import RectBatchSampler
-from lightning_yolo.distributed import (
+from lightning_yolo.checkpoints.runs import (
     RUN_DIR_ENV,
-    BatchMean,
+    RunError,
     launch_rank,
     rank_label,
     resume_checkpoint,
     run_dir_of_hpc_checkpoint,
     shared_run_dir,
 )
-from lightning_yolo.runs import RunError
+from lightning_yolo.data.datamodule import collate_or_empty
+from lightning_yolo.data.samplers import RectBatchSampler
+from lightning_yolo.evaluation.metric import BatchMean
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_yolo.confusion import ConfusionMatrix
-from lightning_yolo.metrics import DetectionMetric, ap_per_class, fitness, match_predictions
+from lightning_yolo.evaluation.ap import ap_per_class, fitness
+from lightning_yolo.evaluation.matching import match_predictions
+from lightning_yolo.evaluation.metric import DetectionMetric
 
 IOUV = torch.linspace(0.5, 0.95, 10)
 
@@ -198,18 +199,18 @@ def test_detection_metric_matches_direct_ap_per_class():
 
 
 def test_confusion_matrix_wrong_class_and_background():
-    cm = ConfusionMatrix(nc=2)
+    metric = DetectionMetric(nc=2)
     dets = _det([0, 0, 10, 10, 0.9, 1], [50, 50, 60, 60, 0.9, 0], [0, 0, 10, 10, 0.1, 0])
-    cm.update([dets], [_lab([0, 0, 0, 10, 10])])
+    metric.update([dets], [_lab([0, 0, 0, 10, 10])])
     # label 0 predicted as 1; the far detection is a background false positive; the 0.1 one is below conf
-    assert cm.compute().tolist() == [[0, 0, 1], [1, 0, 0], [0, 0, 0]]
+    assert metric.compute()["confusion_matrix"].tolist() == [[0, 0, 1], [1, 0, 0], [0, 0, 0]]
 
 
 def test_confusion_matrix_unpaired_detections_uncounted_without_any_pair():
     # YOLOv5 counts background false positives only in images where at least one label was paired
-    cm = ConfusionMatrix(nc=2)
-    cm.update([_det([50, 50, 60, 60, 0.9, 0])], [_lab([1, 0, 0, 10, 10])])
-    assert cm.compute().tolist() == [[0, 0, 0], [0, 0, 0], [0, 1, 0]]
+    metric = DetectionMetric(nc=2)
+    metric.update([_det([50, 50, 60, 60, 0.9, 0])], [_lab([1, 0, 0, 10, 10])])
+    assert metric.compute()["confusion_matrix"].tolist() == [[0, 0, 0], [0, 0, 0], [0, 1, 0]]
 
 
 def _ddp_worker(rank: int, port: int, queue) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lightning_yolo.anchors import (
+from lightning_yolo.models.anchors import (
     AnchorReport,
     anchor_fitness,
     check_anchor_order,

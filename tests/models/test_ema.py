@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_yolo.ema import ModelEMA
+from lightning_yolo.models.ema import ModelEMA
 from lightning_yolo.optim import param_groups
 
 

@@ -13,7 +13,7 @@ import torch
 from fit_helpers import fit_args
 from reliability_helpers import write_bad_checkpoint
 
-from lightning_yolo.checkpoint_io import AtomicCheckpointIO
+from lightning_yolo.checkpoints.io import AtomicCheckpointIO
 from lightning_yolo.cli import main
 from lightning_yolo.errors import CheckpointError
 from lightning_yolo.module import YOLOModule

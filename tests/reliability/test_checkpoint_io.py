@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_yolo import checkpoint_io
-from lightning_yolo.checkpoint_io import AtomicCheckpointIO
+from lightning_yolo.checkpoints import files as checkpoint_files
+from lightning_yolo.checkpoints.io import AtomicCheckpointIO
 from lightning_yolo.errors import CheckpointError
 
 
@@ -37,7 +37,7 @@ def test_disk_full_fails_loudly_and_keeps_the_previous_file(tmp_path: Path, monk
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint_io.os, "fsync", full)
+    monkeypatch.setattr(checkpoint_files.os, "fsync", full)
     with pytest.raises(OSError, match="No space left"):
         AtomicCheckpointIO().save_checkpoint(_checkpoint(2.0), path)
     monkeypatch.undo()
@@ -63,7 +63,7 @@ def test_read_only_file_system_fails_loudly(tmp_path: Path, monkeypatch: pytest.
     def read_only(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(checkpoint_io.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(checkpoint_files.tempfile, "mkstemp", read_only)
     with pytest.raises(OSError, match="Read-only"):
         AtomicCheckpointIO().save_checkpoint(_checkpoint(1.0), tmp_path / "last.ckpt")
     assert not (tmp_path / "last.ckpt").exists()
@@ -81,7 +81,7 @@ def test_non_finite_weights_are_never_written(bad: float, tmp_path: Path) -> Non
 
 
 def test_temporaries_of_a_killed_save_are_cleaned_by_the_next_save(tmp_path: Path) -> None:
-    stale = tmp_path / f"{checkpoint_io.TMP_PREFIX}last.ckpt.abc"
+    stale = tmp_path / f"{checkpoint_files.TMP_PREFIX}last.ckpt.abc"
     stale.write_bytes(b"half a checkpoint")
     AtomicCheckpointIO().save_checkpoint(_checkpoint(1.0), tmp_path / "last.ckpt")
     assert not stale.exists()

@@ -72,9 +72,6 @@ def test_image_size_off_the_stride_is_rounded_with_a_warning(
     assert "imgsz=70 is not a multiple of the max stride 32: using 96" in caplog.text
 
 
-def test_other_value_errors_keep_their_traceback() -> None:
-    from lightning_yolo.validation import as_config_error
-
-    bug = ValueError("too many values to unpack")
-    assert as_config_error(bug) is bug
-    assert isinstance(as_config_error(ValueError("data.workers must be >= 0, got -1")), ConfigError)
+def test_data_value_check_is_a_config_error(tiny_dataset: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data\.workers must be >= 0, got -1"):
+        YOLODataModule(data=str(tiny_dataset), workers=-1)

@@ -10,7 +10,7 @@ from pytorch_lightning import Callback, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
-from lightning_yolo.checkpoint_io import AtomicCheckpointIO
+from lightning_yolo.checkpoints.io import AtomicCheckpointIO
 from lightning_yolo.errors import CheckpointError, NonFiniteError
 from lightning_yolo.module import YOLOModule
 
