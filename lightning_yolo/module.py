@@ -1,10 +1,18 @@
 """The LightningModule: a YOLOv5 detection model, its loss, YOLOv5's optimisation recipe and validation metrics.
 
 Optimisation is manual (``automatic_optimization = False``) because YOLOv5 accumulates gradients towards a nominal
-batch of 64 images WITHOUT dividing the loss, with an accumulation count that itself ramps up during warmup.
-Each training step: forward, loss, backward (scaled under AMP); when the accumulation schedule says so: unscale
-(Lightning does it before ``on_before_optimizer_step``), clip the gradient norm at 10, step, zero the gradients
-and update the EMA. Validation, checkpoints and exported weights use the EMA model.
+batch of 64 images WITHOUT dividing the loss, with an accumulation count that itself ramps up during warmup. The
+pieces live in :mod:`lightning_yolo.optim`; the hooks here call them:
+
+- ``configure_optimizers``: three parameter groups, the decay scaled to the global batch, a per-epoch ``LambdaLR``.
+- ``on_train_start``: the :class:`~lightning_yolo.optim.AccumulationSchedule` (the batches per epoch are known only
+  now), restored from a resumed checkpoint's counters.
+- ``training_step``: warmup of the lrs and momentum, forward, loss, backward (scaled under AMP); when the schedule
+  says so: step (Lightning unscales first and calls ``on_before_optimizer_step``, which clips the gradient norm
+  at ``max_grad_norm``), zero the gradients, update the EMA.
+- ``on_train_epoch_end``: step the LR schedule, copy the model's attributes to the EMA.
+
+Validation, checkpoints and exported weights use the EMA model.
 """
 
 from __future__ import annotations
@@ -216,6 +224,12 @@ class YOLOModule(LightningModule):
     def inference_model(self) -> DetectionModel:
         """The weights validation, checkpoints and export use: the EMA model when enabled."""
         return self.ema.module if self.ema is not None else self.model
+
+    @property
+    def anchor_grid(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Detect head's anchors ``(nl, na, 2)`` in grid units and strides ``(nl,)``."""
+        detect = self.model.model[-1]
+        return detect.anchors, detect.stride
 
     def set_anchors(self, anchors: torch.Tensor) -> None:
         """Write new anchors (nl, na, 2) in grid units to the model, its EMA copy and the loss."""

@@ -1,43 +1,8 @@
 """The YOLOv5 optimisation recipe as small pure pieces: parameter groups, optimiser, LR lambdas, warmup, accumulation.
 
-The Lightning module drives them with manual optimisation (``automatic_optimization = False``), because YOLOv5
-accumulates gradients towards a nominal batch of 64 without dividing the loss, and ramps the accumulation count
-during warmup. What the module does, in order:
-
-``configure_optimizers``::
-
-    wd = scaled_weight_decay(weight_decay, batch_size, nominal_accumulate(batch_size))  # global batch size
-    opt = build_optimizer(self.model, name, lr0, momentum, wd)
-    lf = lr_lambda(epochs, lrf, cos)
-    return {"optimizer": opt, "lr_scheduler": build_scheduler(opt, lf)}
-
-``on_train_start`` (``num_training_batches`` is known only once the train dataloader is loaded)::
-
-    self.accum = AccumulationSchedule(batch_size, warmup_iters(warmup_epochs, trainer.num_training_batches))
-
-``on_train_epoch_start``: ``optimizer.zero_grad()`` (YOLOv5 drops a partial accumulation at each epoch start).
-
-``training_step(batch, batch_idx)``::
-
-    ni = batch_idx + trainer.num_training_batches * current_epoch   # iterations since training start
-    apply_warmup(opt.optimizer, ni, self.accum.warmup_iters, current_epoch, lf,
-                 warmup_bias_lr, momentum, warmup_momentum)
-    loss, items = self.loss(preds, targets)        # NOT divided by the accumulation count
-    self.manual_backward(loss)                     # AMP loss scaling is done by Lightning
-    if self.accum.step_now(ni):
-        opt.step()          # Lightning unscales (AMP), calls on_before_optimizer_step, steps, updates the scaler
-        opt.zero_grad()
-        self.ema.update(self.model)
-
-``on_before_optimizer_step(optimizer)``: ``self.clip_gradients(optimizer, GRAD_CLIP_NORM, "norm")``. This hook runs
-after Lightning unscaled the AMP gradients; calling ``clip_gradients`` before ``opt.step()`` would clip scaled ones.
-
-``on_train_epoch_end``: ``self.lr_schedulers().step()`` (manual optimisation does not step it), then
-``self.ema.update_attr(self.model)``.
-
-``on_save_checkpoint``: store ``self.accum.state_dict()`` (plain ints) under a key of the checkpoint.
-``on_load_checkpoint`` runs before ``on_train_start``: keep that dict and pass it to ``self.accum.load_state_dict``
-right after building the schedule, so a resumed run steps on the same iterations as an uninterrupted one.
+:class:`~lightning_yolo.module.YOLOModule` drives them with manual optimisation, because YOLOv5 accumulates
+gradients towards a nominal batch of 64 without dividing the loss, and ramps the accumulation count during warmup.
+Nothing here knows about Lightning; the module's docstring says which hook calls what.
 """
 
 from __future__ import annotations
@@ -46,22 +11,19 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from lightning_yolo.settings import OPTIMIZERS
+
 NOMINAL_BATCH_SIZE = 64
 """The batch size that the YOLOv5 hyperparameters were tuned for; smaller batches accumulate towards it."""
 
-GRAD_CLIP_NORM = 10.0
-"""Maximum total gradient norm before each optimiser step."""
-
 BIAS_GROUP, DECAY_GROUP, NORM_GROUP = 0, 1, 2
 """Indices of the optimiser's parameter groups: biases, weights with decay, norm-layer weights."""
-
-OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSProp")
 
 
 @functools.cache
@@ -211,56 +173,6 @@ def warmup_accumulate(ni: int, nw: int, batch_size: int, nbs: int = NOMINAL_BATC
     return max(1, int(np.round(_ramp(ni, nw, 1.0, nbs / batch_size))))
 
 
-class WarmupState(NamedTuple):
-    """Optimiser settings for one warmup iteration."""
-
-    lrs: tuple[float, ...]
-    """Learning rate of each parameter group."""
-    momentum: float
-    """SGD/RMSProp momentum."""
-    accumulate: int
-    """Batches per optimiser step."""
-
-
-def warmup_state(
-    ni: int,
-    nw: int,
-    epoch: int,
-    lr0: float,
-    lf: Callable[[int], float],
-    warmup_bias_lr: float = 0.1,
-    momentum: float = 0.937,
-    warmup_momentum: float = 0.8,
-    batch_size: int = 16,
-    nbs: int = NOMINAL_BATCH_SIZE,
-    n_groups: int = 3,
-    bias_group: int = BIAS_GROUP,
-) -> WarmupState:
-    """The settings for iteration ``ni`` of a warmup of ``nw`` iterations.
-
-    The bias group's lr falls linearly from ``warmup_bias_lr``, the others rise from 0, all to ``lr0 * lf(epoch)``
-    at ``ni = nw``; momentum rises from ``warmup_momentum`` to ``momentum``; the accumulation count rises from 1 to
-    ``nbs / batch_size`` (rounded). Past ``nw`` the end values are returned.
-
-    Args:
-        ni: iterations since the start of training (``batch_idx + batches_per_epoch * epoch``).
-        nw: warmup length from `warmup_iters`.
-        epoch: current epoch (0-based), the argument of ``lf``.
-        lr0: initial learning rate of every group.
-        lf: per-epoch multiplier from `lr_lambda`.
-        warmup_bias_lr: bias-group lr at ``ni = 0``.
-        momentum: momentum after warmup.
-        warmup_momentum: momentum at ``ni = 0``.
-        batch_size: global batch size.
-        nbs: nominal batch size.
-        n_groups: number of parameter groups.
-        bias_group: index of the bias group.
-    """
-    target = lr0 * lf(epoch)
-    lrs = tuple(_ramp(ni, nw, warmup_bias_lr if j == bias_group else 0.0, target) for j in range(n_groups))
-    return WarmupState(lrs, _ramp(ni, nw, warmup_momentum, momentum), warmup_accumulate(ni, nw, batch_size, nbs))
-
-
 def apply_warmup(
     optimizer: torch.optim.Optimizer,
     ni: int,
@@ -272,18 +184,24 @@ def apply_warmup(
     warmup_momentum: float = 0.8,
     *,
     bias_group: int = BIAS_GROUP,
-    warm_betas: bool = False,
 ) -> bool:
     """Set each group's lr (and momentum) for warmup iteration ``ni``; do nothing once ``ni > nw``.
 
-    Each group ramps to its ``initial_lr * lf(epoch)``; ``initial_lr`` is set when the LR scheduler is built, so
-    build it first. Groups with a ``momentum`` entry (SGD, RMSProp) get the momentum ramp. Adam/AdamW beta1 stays at
-    ``momentum`` unless ``warm_betas`` is True (YOLOv5 leaves it).
+    The bias group's lr falls linearly from ``warmup_bias_lr``, the others rise from 0, each to its
+    ``initial_lr * lf(epoch)`` at ``ni = nw`` (``initial_lr`` is set when the LR scheduler is built, so build it
+    first). Groups with a ``momentum`` entry (SGD, RMSProp) get the momentum ramp from ``warmup_momentum`` to
+    ``momentum``; Adam/AdamW beta1 stays at ``momentum``, as in YOLOv5.
 
     Args:
         optimizer: the raw torch optimiser (``LightningOptimizer.optimizer``, or the wrapper itself).
-        ni, nw, epoch, lf, warmup_bias_lr, momentum, warmup_momentum, bias_group: as in `warmup_state`.
-        warm_betas: also ramp Adam beta1 like momentum.
+        ni: iterations since the start of training (``batch_idx + batches_per_epoch * epoch``).
+        nw: warmup length from `warmup_iters`.
+        epoch: current epoch (0-based), the argument of ``lf``.
+        lf: per-epoch multiplier from `lr_lambda`.
+        warmup_bias_lr: bias-group lr at ``ni = 0``.
+        momentum: momentum after warmup.
+        warmup_momentum: momentum at ``ni = 0``.
+        bias_group: index of the bias group.
 
     Returns:
         True when the settings were changed (``ni <= nw``).
@@ -300,8 +218,6 @@ def apply_warmup(
         group["lr"] = _ramp(ni, nw, warmup_bias_lr if j == bias_group else 0.0, group["initial_lr"] * lf(epoch))
         if "momentum" in group:
             group["momentum"] = m
-        if warm_betas and "betas" in group:
-            group["betas"] = (m, group["betas"][1])
     return True
 
 
@@ -365,8 +281,3 @@ class AccumulationSchedule:
         self.last_opt_step = int(state["last_opt_step"])
         self.last_seen = int(state["last_seen"])
         self._rebase = self.last_seen >= 0
-
-
-def optimizer_lrs(optimizer: torch.optim.Optimizer) -> list[float]:
-    """Current lr of each group, in group order (for logging ``x/lr0``, ``x/lr1``, ``x/lr2``)."""
-    return [float(group["lr"]) for group in optimizer.param_groups]

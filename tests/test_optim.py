@@ -25,7 +25,6 @@ from lightning_yolo.optim import (
     scaled_weight_decay,
     warmup_accumulate,
     warmup_iters,
-    warmup_state,
 )
 
 
@@ -211,35 +210,40 @@ def test_warmup_iters_has_a_floor_of_100() -> None:
     assert warmup_iters(0.5, 301, min_iters=0) == 150  # round half to even, as Python's round
 
 
-def test_warmup_state_starts_with_bias_lr_and_low_momentum() -> None:
-    lf = lr_lambda(300, 0.01)
-    lrs, momentum, accumulate = warmup_state(0, 100, 0, 0.01, lf, 0.1, 0.937, 0.8, 16, 64, 3)
-    assert lrs == (0.1, 0.0, 0.0)
-    assert momentum == pytest.approx(0.8)
-    assert accumulate == 1
+def _sgd_with_scheduler(lf) -> torch.optim.Optimizer:
+    opt = build_optimizer(TinyNet(), "SGD", lr=0.01, momentum=0.937)
+    build_scheduler(opt, lf)
+    return opt
 
 
-def test_warmup_state_reaches_scheduled_values_at_nw() -> None:
+def _warmed(ni: int, nw: int, epoch: int) -> tuple[list[float], list[float]]:
+    """Group lrs and momenta of a fresh SGD (lr0 0.01, momentum 0.937) after warmup iteration ``ni``."""
     lf = lr_lambda(300, 0.01)
-    epoch = 2
+    opt = _sgd_with_scheduler(lf)
+    apply_warmup(opt, ni, nw, epoch, lf, 0.1, 0.937, 0.8)
+    return [g["lr"] for g in opt.param_groups], [g["momentum"] for g in opt.param_groups]
+
+
+def test_warmup_starts_with_bias_lr_and_low_momentum() -> None:
+    lrs, momenta = _warmed(0, 100, 0)
+    assert lrs == [0.1, 0.0, 0.0]
+    assert momenta == pytest.approx([0.8] * 3)
+    assert warmup_accumulate(0, 100, 16) == 1
+
+
+def test_warmup_reaches_scheduled_values_at_nw() -> None:
     target = 0.01 * ((1 - 2 / 300) * 0.99 + 0.01)
-    lrs, momentum, accumulate = warmup_state(100, 100, epoch, 0.01, lf, 0.1, 0.937, 0.8, 16, 64, 3)
-    assert lrs == pytest.approx((target,) * 3)
-    assert momentum == pytest.approx(0.937)
-    assert accumulate == 4
+    lrs, momenta = _warmed(100, 100, 2)
+    assert lrs == pytest.approx([target] * 3)
+    assert momenta == pytest.approx([0.937] * 3)
+    assert warmup_accumulate(100, 100, 16) == 4
 
 
-def test_warmup_state_half_way() -> None:
-    lf = lr_lambda(300, 0.01)
-    lrs, momentum, accumulate = warmup_state(50, 100, 0, 0.01, lf, 0.1, 0.937, 0.8, 16, 64, 3)
-    assert lrs == pytest.approx((0.055, 0.005, 0.005))
-    assert momentum == pytest.approx(0.8685)
-    assert accumulate == 2  # 2.5 rounds half to even
-
-
-def test_warmup_state_holds_end_values_after_warmup() -> None:
-    lf = lr_lambda(300, 0.01)
-    assert warmup_state(500, 100, 5, 0.01, lf) == warmup_state(100, 100, 5, 0.01, lf)
+def test_warmup_half_way() -> None:
+    lrs, momenta = _warmed(50, 100, 0)
+    assert lrs == pytest.approx([0.055, 0.005, 0.005])
+    assert momenta == pytest.approx([0.8685] * 3)
+    assert warmup_accumulate(50, 100, 16) == 2  # 2.5 rounds half to even
 
 
 @pytest.mark.parametrize(("batch_size", "nw"), [(16, 100), (20, 100), (8, 300), (128, 100), (1, 100)])
@@ -250,22 +254,6 @@ def test_warmup_accumulate_ramps_from_one_to_nominal(batch_size: int, nw: int) -
         assert warmup_accumulate(ni, nw, batch_size) == max(1, round(exact)), ni
     assert warmup_accumulate(0, nw, batch_size) == 1
     assert warmup_accumulate(nw, nw, batch_size) == nominal_accumulate(batch_size)
-
-
-def _sgd_with_scheduler(lf) -> torch.optim.Optimizer:
-    opt = build_optimizer(TinyNet(), "SGD", lr=0.01, momentum=0.937)
-    build_scheduler(opt, lf)
-    return opt
-
-
-def test_apply_warmup_sets_group_lrs_and_momentum_like_warmup_state() -> None:
-    lf = lr_lambda(300, 0.01)
-    opt = _sgd_with_scheduler(lf)
-    for ni in (0, 37, 100):
-        assert apply_warmup(opt, ni, 100, 1, lf, 0.1, 0.937, 0.8)
-        lrs, momentum, _ = warmup_state(ni, 100, 1, 0.01, lf, 0.1, 0.937, 0.8)
-        assert [g["lr"] for g in opt.param_groups] == pytest.approx(list(lrs))
-        assert all(g["momentum"] == pytest.approx(momentum) for g in opt.param_groups)
 
 
 def test_apply_warmup_is_a_no_op_after_warmup() -> None:
@@ -282,14 +270,12 @@ def test_apply_warmup_needs_the_scheduler() -> None:
         apply_warmup(opt, 0, 100, 0, lr_lambda(10, 0.01))
 
 
-def test_apply_warmup_leaves_adam_beta1_unless_asked() -> None:
+def test_apply_warmup_leaves_adam_beta1() -> None:
     lf = lr_lambda(300, 0.01)
     opt = build_optimizer(TinyNet(), "Adam", lr=0.001, momentum=0.937)
     build_scheduler(opt, lf)
     apply_warmup(opt, 0, 100, 0, lf)
-    assert all(g["betas"] == (0.937, 0.999) for g in opt.param_groups)
-    apply_warmup(opt, 0, 100, 0, lf, warm_betas=True)
-    assert all(g["betas"] == (pytest.approx(0.8), 0.999) for g in opt.param_groups)
+    assert all(g["betas"] == (0.937, 0.999) for g in opt.param_groups)  # YOLOv5 warms SGD momentum only
 
 
 # --------------------------------------------------------------------------------------------- accumulation stepper

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from lightning_yolo.callbacks.interface import DataModuleWithSplits, DetectorModule
 from lightning_yolo.models.anchors import BPR_KEEP, AnchorReport, anchor_fitness, check_anchors, label_wh
 
 log = logging.getLogger(__name__)
@@ -24,38 +24,20 @@ log = logging.getLogger(__name__)
 __all__ = ["AutoAnchor", "training_labels"]
 
 
-def _train_dataset(trainer: pl.Trainer) -> Any:
-    """The training dataset: the data module's ``datasets["train"]`` (or ``train_dataset``), else the loader's."""
-    datamodule = getattr(trainer, "datamodule", None)
-    datasets = getattr(datamodule, "datasets", None)
-    if isinstance(datasets, dict) and "train" in datasets:
-        return datasets["train"]
-    if getattr(datamodule, "train_dataset", None) is not None:
-        return datamodule.train_dataset
-    dataset = getattr(getattr(trainer, "train_dataloader", None), "dataset", None)  # set once training runs
-    return getattr(dataset, "dataset", dataset)  # rect batches wrap the dataset in a BatchView
-
-
 def training_labels(trainer: pl.Trainer) -> tuple[np.ndarray, list[np.ndarray]] | None:
-    """Image sizes and labels of the training set, or None when the trainer has no such dataset.
-
-    The dataset must expose ``shapes_wh`` (or ``shapes_hw``) and ``labels`` as :class:`YOLODataset` does.
+    """Image sizes and labels of the training set (``trainer.datamodule.datasets["train"]``, a
+    :class:`~lightning_yolo.callbacks.interface.LabelledDataset`), or None when the fit has no such data module.
 
     Returns:
         ``(shapes, labels)``: ``(N, 2)`` original ``[width, height]`` of each image, and N arrays ``(n_i, 5)``
         ``[cls, x, y, w, h]`` normalised to their image.
     """
-    dataset = _train_dataset(trainer)
-    labels = getattr(dataset, "labels", None)
-    if labels is None:
+    datamodule: DataModuleWithSplits | None = trainer.datamodule
+    if datamodule is None or "train" not in datamodule.datasets:
         return None
-    if getattr(dataset, "shapes_wh", None) is not None:
-        shapes = np.asarray(dataset.shapes_wh)
-    elif getattr(dataset, "shapes_hw", None) is not None:
-        shapes = np.asarray(dataset.shapes_hw)[:, ::-1]
-    else:
-        return None
-    return shapes.reshape(-1, 2), [np.asarray(lb, dtype=np.float32).reshape(-1, 5) for lb in labels]
+    dataset = datamodule.datasets["train"]
+    shapes = np.asarray(dataset.shapes_wh).reshape(-1, 2)
+    return shapes, [np.asarray(lb, dtype=np.float32).reshape(-1, 5) for lb in dataset.labels]
 
 
 class AutoAnchor(Callback):
@@ -81,7 +63,7 @@ class AutoAnchor(Callback):
         self.report: AnchorReport | None = None
         """The outcome of the last check on this process (global rank 0 only); None when none ran."""
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: DetectorModule) -> None:  # type: ignore[override]
         if not self.enabled:
             return
         if trainer.ckpt_path is not None:
@@ -92,21 +74,21 @@ class AutoAnchor(Callback):
         if anchors is not None:
             pl_module.set_anchors(anchors.to(pl_module.device))
 
-    def _settings(self, pl_module: pl.LightningModule) -> tuple[int, float]:
-        hparams = getattr(pl_module, "hparams", {})
+    def _settings(self, pl_module: DetectorModule) -> tuple[int, float]:
+        hparams = pl_module.hparams
         imgsz = self.imgsz if self.imgsz is not None else hparams.get("imgsz", 640)
         thr = self.thr if self.thr is not None else hparams.get("anchor_t", 4.0)
         return int(imgsz), float(thr)
 
-    def _rank_zero_check(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> torch.Tensor | None:
+    def _rank_zero_check(self, trainer: pl.Trainer, pl_module: DetectorModule) -> torch.Tensor | None:
         """Run the check; returns the anchors to adopt ``(nl, na, 2)`` in grid units on the CPU, or None."""
         found = training_labels(trainer)
         if found is None:
             log.warning("AutoAnchor: no training dataset with labels and image shapes found, anchors not checked")
             return None
-        detect = pl_module.model.model[-1]
+        anchors, stride = pl_module.anchor_grid
         imgsz, thr = self._settings(pl_module)
-        self.report = self.check(detect.anchors, detect.stride, found[0], found[1], imgsz, thr)
+        self.report = self.check(anchors, stride, found[0], found[1], imgsz, thr)
         if self.report.new_anchors is None:
             return None
         # YOLOv5 rounds the model to half precision after AutoAnchor ("pre-reduce anchor precision")

@@ -28,6 +28,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
 from lightning_yolo.callbacks.autoanchor import training_labels
+from lightning_yolo.callbacks.interface import DetectorModule
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,6 @@ def _keep_batch(batch: dict[str, Any], detections: list[torch.Tensor], max_image
     targets = targets[targets[:, 0] < max_images].cpu()
     predictions = predictions_to_targets([d.detach().cpu() for d in detections[:max_images]])
     return _Batch(batch["img"][:max_images].detach().cpu(), targets, list(batch["paths"][:max_images]), predictions)
-
-
-def _names(pl_module: pl.LightningModule) -> list[str] | None:
-    model = getattr(pl_module, "model", None)
-    names = getattr(model, "names", None)
-    return list(names) if names is not None else None
 
 
 class RunPlots(Callback):
@@ -112,7 +107,7 @@ class RunPlots(Callback):
         from lightning_yolo.plots import plot_labels
 
         labels = np.concatenate([np.zeros((0, 5), np.float32), *found[1]])  # (n, 5) [cls, x, y, w, h]
-        paths = self._record(plot_labels(labels, _names(pl_module), self._dir(trainer)))
+        paths = self._record(plot_labels(labels, pl_module.names, self._dir(trainer)))
         self._log(trainer, "Labels", paths, tensorboard=False)
 
     # ------------------------------------------------------------------------------------------------ training
@@ -125,7 +120,7 @@ class RunPlots(Callback):
         from lightning_yolo.plots import plot_images
 
         fname = self._dir(trainer) / f"train_batch{batch_idx}.jpg"
-        plot_images(batch["img"], batch["targets"], batch["paths"], _names(pl_module), fname, 1920, self.max_subplots)
+        plot_images(batch["img"], batch["targets"], batch["paths"], pl_module.names, fname, 1920, self.max_subplots)
         self._record([fname])
         if batch_idx + 1 == min(self.train_batches, trainer.num_training_batches):
             files = [self._dir(trainer) / f"train_batch{i}.jpg" for i in range(batch_idx + 1)]
@@ -142,13 +137,12 @@ class RunPlots(Callback):
         if not trainer.sanity_checking:
             self._batches = {}
 
-    def _on_evaluation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _on_evaluation_end(self, trainer: pl.Trainer, pl_module: DetectorModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        results = getattr(pl_module, "last_results", None)
+        results = pl_module.last_results
         self._results = {k: v.detach().cpu() for k, v in results.items()} if results else None
-        metric = getattr(pl_module, "val_metric", None)
-        self._curves = getattr(metric, "last_result", None)
+        self._curves = pl_module.last_curves
         if trainer.state.fn != "fit":  # validate / test: this is the final evaluation
             self.write_final(trainer, pl_module)
 
@@ -189,7 +183,7 @@ class RunPlots(Callback):
 
     def write_final(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[Path]:
         """Draw the kept validation batches, the curves, the confusion matrix and ``results.png``; returns them."""
-        save_dir, names = self._dir(trainer), _names(pl_module)
+        save_dir, names = self._dir(trainer), pl_module.names
         batches = self._record(self._write_batches(save_dir, names))
         self._log(trainer, "Validation", batches, tensorboard=False)
         results = self._record(self._write_metrics(save_dir, names) + self._write_results(save_dir))

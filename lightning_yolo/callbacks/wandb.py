@@ -167,6 +167,7 @@ class WandbLogging(Callback):
         self.max_images, self.box_conf = max_images, box_conf
         self.class_table, self.log_config = class_table, log_config
         self.stored_run_id: str | None = None
+        self.fit_trainer: pl.Trainer | None = None
         """The run id found in the checkpoint a fit resumed from."""
         self._images: list[tuple[np.ndarray, dict, str]] = []
         self._config_logged = False
@@ -214,7 +215,7 @@ class WandbLogging(Callback):
         room = self.max_images - len(self._images)
         if room <= 0 or self._active(trainer) is None or not isinstance(outputs, dict):
             return
-        names = dict(enumerate(getattr(pl_module.model, "names", []) or []))
+        names = dict(enumerate(pl_module.names))
         images, targets = batch["img"], batch["targets"]
         shape = tuple(images.shape[2:])
         for i, det in enumerate(outputs.get("detections", [])[:room]):
@@ -245,9 +246,9 @@ class WandbLogging(Callback):
             images, boxes, captions = (list(x) for x in zip(*self._images, strict=True))
             logger.log_image(f"{prefix}/predictions", images, step=step, boxes=boxes, caption=captions)
             self._images = []
-        results = getattr(pl_module, "last_results", None)
+        results = pl_module.last_results
         if self.class_table and results:
-            rows = results_rows(results, list(getattr(pl_module.model, "names", []) or []) or None)
+            rows = results_rows(results, pl_module.names)
             logger.log_table(f"{prefix}/classes", columns=_TABLE_COLUMNS, data=rows, step=step)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -258,7 +259,7 @@ class WandbLogging(Callback):
 
     # ------------------------------------------------------------------------------------------------ run id
     def state_dict(self) -> dict[str, Any]:
-        trainer = getattr(self, "_trainer", None)
+        trainer = self.fit_trainer
         logger = self.wandb_logger(trainer) if trainer is not None else None
         run_id = logger.version if logger is not None else self.stored_run_id
         return {RUN_ID_KEY: run_id} if run_id else {}
@@ -267,4 +268,4 @@ class WandbLogging(Callback):
         self.stored_run_id = state_dict.get(RUN_ID_KEY)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._trainer = trainer  # state_dict() takes no trainer; it needs the logger's run id
+        self.fit_trainer = trainer  # state_dict() takes no trainer; it needs the logger's run id

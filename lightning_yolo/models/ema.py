@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 
 class ModelEMA(nn.Module):
@@ -58,7 +59,8 @@ class ModelEMA(nn.Module):
             if avg.dtype.is_floating_point:
                 averages.append(avg)
                 values.append(current[key].detach().to(avg.dtype))
-        torch._foreach_lerp_(averages, values, 1 - d)  # avg + (1 - d) (x - avg), in a few fused kernels
+        if averages:  # avg + (1 - d) (x - avg), as fused multi-tensor kernels (torch's public EMA update)
+            get_ema_multi_avg_fn(d)(averages, values, None)
 
     def update_attr(
         self, model: nn.Module, include: Iterable[str] = (), exclude: Iterable[str] = ("process_group", "reducer")

@@ -32,11 +32,10 @@ class _Strategy:
 
 
 class _Module:
-    """The parts of YOLOModule the callback uses: model.model[-1] (anchors, stride), hparams, set_anchors."""
+    """The parts of YOLOModule the callback uses (``DetectorModule``): anchor_grid, hparams, set_anchors."""
 
     def __init__(self, anchors_px: torch.Tensor, imgsz: int = 640) -> None:
-        detect = SimpleNamespace(anchors=anchors_px / STRIDES.view(-1, 1, 1), stride=STRIDES.clone())
-        self.model = SimpleNamespace(model=[detect])
+        self.anchor_grid = (anchors_px / STRIDES.view(-1, 1, 1), STRIDES.clone())
         self.hparams = {"imgsz": imgsz, "anchor_t": 4.0}
         self.device = torch.device("cpu")
         self.adopted: list[torch.Tensor] = []
@@ -74,12 +73,14 @@ def test_training_labels_come_from_the_datamodules_train_dataset():
     assert [lb.shape for lb in found[1]] == [lb.shape for lb in labels]
 
 
-def test_training_labels_read_hw_shapes_and_are_none_without_a_dataset():
+def test_training_labels_come_from_the_train_split_and_are_none_without_one():
     shapes, labels = _labels(2)
-    dataset = SimpleNamespace(shapes_hw=shapes[:, ::-1], labels=labels)
-    found = training_labels(SimpleNamespace(datamodule=SimpleNamespace(train_dataset=dataset)))
+    dataset = SimpleNamespace(shapes_wh=shapes, labels=labels)
+    found = training_labels(SimpleNamespace(datamodule=SimpleNamespace(datasets={"train": dataset})))
     np.testing.assert_array_equal(found[0], shapes)
+    assert [lb.shape for lb in found[1]] == [lb.shape for lb in labels]
     assert training_labels(SimpleNamespace(datamodule=None)) is None
+    assert training_labels(SimpleNamespace(datamodule=SimpleNamespace(datasets={"val": dataset}))) is None
 
 
 def test_rank_zero_evolves_bad_anchors_and_broadcasts_what_it_adopts():
