@@ -1,9 +1,13 @@
-"""Range checks for settings that parse fine but make no sense (``lr0: -1``, ``data.mosaic: 2``, ``max_epochs: 0``).
+"""Settings: YAML files read safely, and range checks for values that parse fine but make no sense (``lr0: -1``).
 
-One mechanism for every section: a rule table maps a setting to a predicate and a phrase saying what a valid value
-is, and :func:`check_settings` raises :class:`~lightning_yolo.errors.ConfigError` naming the key as written on the
-command line (``model.lr0``), before any model is built or any image is read. The model and the data module call
-it from their ``__init__``, so the checks hold from Python and from the command line alike.
+Every YAML the package reads (dataset, model, ``--config`` files, hyp fragments) goes through :func:`load_yaml`:
+PyYAML's safe loader (no ``!!python`` tags), refused with one line when the file is too large, nests too deeply or
+expands (through aliases) into too many nodes, before anything is built from it.
+
+Range checks use one mechanism for every section: a rule table maps a setting to a predicate and a phrase saying
+what a valid value is, and :func:`check_settings` raises :class:`~lightning_yolo.errors.ConfigError` naming the
+key as written on the command line (``model.lr0``), before any model is built or any image is read. The model and
+the data module call it from their ``__init__``, so the checks hold from Python and from the command line alike.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from lightning_yolo.errors import ConfigError
 
@@ -48,9 +55,12 @@ POSITIVE: Rule = (_positive, "> 0")
 NON_NEGATIVE: Rule = (_non_negative, ">= 0")
 PROBABILITY: Rule = (_fraction, "a probability in [0, 1]")
 AT_LEAST_ONE: Rule = (_at_least_one, ">= 1")
+MAX_IMAGE_SIZE = 8192
+"""Largest training / inference image side: a mosaic canvas is 2x that squared (0.8 GB of pixels at 8192)."""
+IMAGE_SIZE: Rule = (lambda v: 1 <= v <= MAX_IMAGE_SIZE, f"in [1, {MAX_IMAGE_SIZE}]")
 
 MODEL_RULES: dict[str, Rule] = {
-    "imgsz": AT_LEAST_ONE,
+    "imgsz": IMAGE_SIZE,
     "batch_size": AT_LEAST_ONE,
     "nc": (lambda v: v is None or v >= 1, ">= 1"),
     "optimizer": (lambda v: str(v).lower() in {o.lower() for o in OPTIMIZERS}, "one of " + ", ".join(OPTIMIZERS)),
@@ -78,7 +88,7 @@ MODEL_RULES: dict[str, Rule] = {
 """``model.<key>`` -> rule."""
 
 DATA_RULES: dict[str, Rule] = {
-    "imgsz": AT_LEAST_ONE,
+    "imgsz": IMAGE_SIZE,
     "batch_size": AT_LEAST_ONE,
     "workers": (lambda v: v >= 0, ">= 0"),
     "cache": (lambda v: v in (None, "ram", "disk"), "null, 'ram' or 'disk'"),
@@ -121,3 +131,83 @@ def round_to_stride(imgsz: int, stride: int) -> int:
     if rounded != imgsz:
         log.warning("imgsz=%d is not a multiple of the max stride %d: using %d", imgsz, stride, rounded)
     return rounded
+
+
+MAX_YAML_BYTES = 16 << 20
+"""Largest YAML file read (a dataset yaml with 100k class names is about 2 MB)."""
+MAX_YAML_NODES = 1_000_000
+"""Most nodes a YAML document may expand to, aliases counted at every use (alias bombs expand exponentially)."""
+MAX_YAML_DEPTH = 64
+"""Deepest nesting of mappings and sequences (the project's own files nest at most 6 levels)."""
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file with PyYAML's safe loader, refusing oversized, too deeply nested or alias-bomb documents.
+
+    The document is composed into nodes first (aliases stay shared, so this is cheap even for a bomb), measured,
+    and only then constructed into Python objects.
+
+    Raises:
+        ConfigError: the file is unreadable, not valid YAML, holds a tag that is not plain data (``!!python/...``),
+            or exceeds :data:`MAX_YAML_BYTES`, :data:`MAX_YAML_DEPTH` or :data:`MAX_YAML_NODES`. The message starts
+            with the path.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: YAML file too large ({size:,} bytes; at most {MAX_YAML_BYTES:,})")
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the YAML file ({type(err).__name__}: {err})") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, source: str = "<string>") -> Any:
+    """:func:`load_yaml` for YAML text; ``source`` names it in messages."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_yaml_size(node, source)
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ConfigError(f"{source}: YAML nested too deeply (at most {MAX_YAML_DEPTH} levels)") from None
+    except yaml.YAMLError as err:
+        reason = " ".join(str(err).split())
+        raise ConfigError(f"{source}: not valid YAML ({reason[:300]})") from None
+    finally:
+        loader.dispose()
+
+
+def _check_yaml_size(root: yaml.Node, source: str) -> None:
+    """Raise ConfigError when ``root`` nests deeper than MAX_YAML_DEPTH or expands beyond MAX_YAML_NODES.
+
+    Sizes are computed once per distinct node (memoised by identity), so an alias used a billion times costs one
+    multiplication, not a billion visits. The walk is iterative: no recursion limit is involved.
+    """
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, expanded = stack.pop()
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{source}: YAML nested too deeply (more than {MAX_YAML_DEPTH} levels)")
+        children = _yaml_children(node)
+        if id(node) in sizes:
+            continue
+        if expanded or not children:
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[id(node)] > MAX_YAML_NODES:
+                raise ConfigError(f"{source}: YAML expands to more than {MAX_YAML_NODES:,} nodes (an alias bomb?)")
+            continue
+        stack.append((node, depth, True))
+        stack.extend((child, depth + 1, False) for child in children if id(child) not in sizes)
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
+from lightning_yolo.errors import ConfigError
 from lightning_yolo.models.blocks import C3, SPP, SPPF, Bottleneck, Concat, Conv, Focus
 from lightning_yolo.models.head import Detect
 from lightning_yolo.models.summary import layer_table, model_summary
+from lightning_yolo.settings import load_yaml
 
 CONFIG_PACKAGE = "lightning_yolo.models"
 CONFIG_DIR = "configs"
@@ -40,6 +41,12 @@ MODULES: dict[str, type[nn.Module]] = {
 _SCALED_BLOCKS = (Conv, Bottleneck, C3, SPP, SPPF, Focus)  # signature (c1, c2, ...): width-scaled output
 _REPEAT_INSIDE = (C3,)  # the row's repeat count becomes the block's `n` argument
 _REQUIRED_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head")
+MAX_CHANNELS = 8192
+"""Most channels a layer may have after width scaling (yolov5x6 peaks at 1280): refused before any allocation."""
+MAX_REPEATS = 64
+"""Most repeats a row may have after depth scaling (yolov5x6 peaks at 12)."""
+MAX_CLASSES = 100_000
+"""Most classes a head may predict."""
 
 
 @dataclass(frozen=True)
@@ -75,37 +82,36 @@ def load_config(cfg: str | Path | dict) -> tuple[dict, str]:
 
     Raises:
         FileNotFoundError: neither an existing file nor a shipped name.
-        ValueError: the YAML is not a mapping or lacks a required key.
+        ConfigError: the YAML is not safe plain data, not a mapping, lacks a required key or has a bad header value.
     """
     if isinstance(cfg, dict):
         d, source = copy.deepcopy(cfg), "dict"
     else:
         path = _find_config(cfg)
-        with open(path, encoding="utf-8") as f:
-            d = yaml.safe_load(f)
+        d = load_yaml(path)
         source = str(path)
     if not isinstance(d, dict):
-        raise ValueError(f"{source}: a model YAML must be a mapping, got {type(d).__name__}")
+        raise ConfigError(f"{source}: a model YAML must be a mapping, got {type(d).__name__}")
     missing = [k for k in _REQUIRED_KEYS if k not in d]
     if missing:
-        raise ValueError(f"{source}: model YAML lacks required key(s) {missing}")
+        raise ConfigError(f"{source}: model YAML lacks required key(s) {missing}")
     _check_header(d, source)
     return d, source
 
 
 def _check_header(d: dict, source: str) -> None:
     """Types of the scalar keys and of the row lists, checked before anything is built."""
-    if not (isinstance(d["nc"], int) and d["nc"] >= 1):
-        raise ValueError(f"{source}: 'nc' must be a positive int, got {d['nc']!r}")
+    if not (isinstance(d["nc"], int) and 1 <= d["nc"] <= MAX_CLASSES):
+        raise ConfigError(f"{source}: 'nc' must be an int in [1, {MAX_CLASSES}], got {d['nc']!r}")
     for key in ("depth_multiple", "width_multiple"):
-        if not (isinstance(d[key], (int, float)) and d[key] > 0):
-            raise ValueError(f"{source}: {key!r} must be a positive number, got {d[key]!r}")
+        if not (isinstance(d[key], (int, float)) and 0 < d[key] <= 16):
+            raise ConfigError(f"{source}: {key!r} must be a number in (0, 16], got {d[key]!r}")
     anchors = d["anchors"]
     if not (isinstance(anchors, int) and anchors >= 1) and not _is_anchor_list(anchors):
-        raise ValueError(f"{source}: 'anchors' must be a count per level or per-level lists [w1, h1, w2, h2, ...]")
+        raise ConfigError(f"{source}: 'anchors' must be a count per level or per-level lists [w1, h1, w2, h2, ...]")
     for key in ("backbone", "head"):
         if not isinstance(d[key], list):
-            raise ValueError(f"{source}: {key!r} must be a list of [from, number, module, args] rows")
+            raise ConfigError(f"{source}: {key!r} must be a list of [from, number, module, args] rows")
 
 
 def _is_anchor_list(anchors: Any) -> bool:
@@ -140,18 +146,18 @@ def _resolve_args(args: list[Any], symbols: dict[str, Any]) -> list[Any]:
 
 def _check_row(row: Any, index: int, source: str) -> tuple[int | list[int], int, str, list]:
     """Validate one `[from, number, module, args]` row; returns it with `args` copied."""
-    where = f"{source}: row {index} {row!r}"
+    where = f"{source}: row {index} {str(row)[:200]}"
     if not (isinstance(row, (list, tuple)) and len(row) == 4):
-        raise ValueError(f"{where}: expected [from, number, module, args]")
+        raise ConfigError(f"{where}: expected [from, number, module, args]")
     f, n, name, args = row
     if not isinstance(name, str) or name not in MODULES:
-        raise ValueError(f"{where}: unknown module {name!r}; known modules are {sorted(MODULES)}")
+        raise ConfigError(f"{where}: unknown module {name!r}; known modules are {sorted(MODULES)}")
     froms = [f] if isinstance(f, int) else f
     valid = (lambda j: j == -1) if index == 0 else (lambda j: -index <= j < index)
     if not (isinstance(froms, list) and froms and all(isinstance(j, int) and valid(j) for j in froms)):
-        raise ValueError(f"{where}: 'from' must be -1 or earlier row indices")
+        raise ConfigError(f"{where}: 'from' must be -1 or earlier row indices")
     if not (isinstance(n, int) and n >= 1) or not isinstance(args, list):
-        raise ValueError(f"{where}: 'number' must be a positive int and 'args' a list")
+        raise ConfigError(f"{where}: 'number' must be a positive int and 'args' a list")
     return f, n, name, list(args)
 
 
@@ -181,11 +187,17 @@ def build_layers(d: dict, ch: int, source: str = "dict") -> tuple[nn.Sequential,
         block = MODULES[name]
         repeats = max(round(n * gd), 1) if n > 1 else n
         c_in = chans[f] if isinstance(f, int) else None
+        where = f"{source}: row {i} {str(row)[:200]}"
+        if repeats > MAX_REPEATS:
+            raise ConfigError(f"{where}: {repeats} repeats after depth scaling (at most {MAX_REPEATS})")
         try:
             args, c_out, n_copies = _block_args(block, _resolve_args(args, symbols), f, repeats, chans, gw, n_out)
+            _check_channels(args, c_out, where)
             layer = nn.Sequential(*(block(*args) for _ in range(n_copies))) if n_copies > 1 else block(*args)
+        except ConfigError:
+            raise
         except (TypeError, ValueError, IndexError, KeyError) as e:
-            raise ValueError(f"{source}: row {i} {row!r}: cannot build {name}: {e}") from e
+            raise ConfigError(f"{where}: cannot build {name}: {e}") from None
         params = sum(p.numel() for p in layer.parameters())
         specs.append(LayerSpec(i, f, repeats, name, args, params))
         save.update(j % i for j in ([f] if isinstance(f, int) else f) if j != -1)
@@ -193,6 +205,15 @@ def build_layers(d: dict, ch: int, source: str = "dict") -> tuple[nn.Sequential,
         chans = chans if i else []  # after row 0, chans[j] is the output channel count of row j
         chans.append(c_out if c_out is not None else c_in)
     return nn.Sequential(*layers), sorted(save), specs
+
+
+def _check_channels(args: list, c_out: int | None, where: str) -> None:
+    """Refuse a row whose channel counts are not positive or exceed MAX_CHANNELS, before it is allocated."""
+    counts = [c_out] if c_out is not None else []
+    counts += [a for a in args[:2] if isinstance(a, int) and not isinstance(a, bool)]
+    bad = [c for c in counts if not 0 < c <= MAX_CHANNELS]
+    if bad:
+        raise ConfigError(f"{where}: {bad[0]} channels (at most {MAX_CHANNELS}; check width_multiple and args)")
 
 
 def _block_args(
@@ -265,7 +286,7 @@ class DetectionModel(nn.Module):
         _check_header(self.yaml, f"{source} (with overrides)" if nc or anchors else source)
         self.model, self.save, self.layers = build_layers(self.yaml, ch, source)
         if not isinstance(self.model[-1], Detect):
-            raise ValueError(f"{source}: the last row must be a Detect head")
+            raise ConfigError(f"{source}: the last row must be a Detect head")
         self.names = _class_names(self.yaml)
         self._init_head(ch)
 
