@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lightning_yolo.callbacks.autoanchor import AutoAnchor
 from lightning_yolo.callbacks.plots import RunPlots
@@ -26,8 +28,12 @@ from lightning_yolo.checkpoints.files import read_checkpoint
 from lightning_yolo.checkpoints.io import AtomicCheckpointIO
 from lightning_yolo.checkpoints.runs import (
     RunError,
+    claim_run_dir,
+    keep_previous_config,
+    launch_rank,
     new_run_dir,
     rank_label,
+    remove_if_unused,
     resume_checkpoint,
     run_dir_of_checkpoint,
     run_dir_of_hpc_checkpoint,
@@ -35,9 +41,9 @@ from lightning_yolo.checkpoints.runs import (
 )
 from lightning_yolo.data.datamodule import YOLODataModule
 from lightning_yolo.errors import CheckpointError, ConfigError, NonFiniteError
-from lightning_yolo.models.yolo import load_config
+from lightning_yolo.models.yolo import load_config, plan_layers
 from lightning_yolo.module import YOLOModule
-from lightning_yolo.settings import TRAINER_RULES, check_settings
+from lightning_yolo.settings import TRAINER_RULES, check_settings, load_yaml
 
 log = logging.getLogger("lightning_yolo")
 
@@ -46,19 +52,43 @@ CKPT_HINT = "; use --model.weights for weights"
 DEFAULT_PROJECT = {"fit": "runs/train", "validate": "runs/val", "test": "runs/test"}
 
 
-def max_stride(cfg: str | dict) -> int:
-    """The largest output stride of an architecture, from its YAML alone: 32 for P5 models, 64 for P6.
+def architecture_stride(cfg: str | dict) -> int:
+    """Check an architecture row by row without building it, and return its largest output stride (32 for P5
+    models, 64 for P6), so a bad ``--model.cfg`` fails before the dataset is scanned or a layer allocated.
 
-    The data module pads images to multiples of it; reading it from the YAML keeps the data module independent
+    The data module pads images to multiples of the stride; reading it from the YAML keeps the data module independent
     of the model (levels P3..P(2+nl) have strides 2**3 .. 2**(2+nl)).
     """
-    arch, _ = load_config(cfg)
+    arch, source = load_config(cfg)
+    plan_layers(arch, int(arch.get("ch", 3)), source)
     detect_inputs = arch["head"][-1][0]
     return 2 ** (2 + len(detect_inputs))
 
 
+@dataclass
+class RunState:
+    """What the command line learned before a run failed: the run folders it created and the trainer."""
+
+    claimed: list[Path] = field(default_factory=list)
+    trainer: Any = None
+
+    @property
+    def stopped_by_sigterm(self) -> bool:
+        """Whether Lightning's SIGTERM handler fired (a scheduler or ``kill`` stopped the run)."""
+        return self.trainer is not None and bool(self.trainer.received_sigterm)
+
+
 class YOLOCLI(LightningCLI):
-    """LightningCLI with the data -> model links, YOLOv5-style run folders and safe checkpoint loading."""
+    """LightningCLI with the data -> model links, YOLOv5-style run folders and safe checkpoint loading.
+
+    Args:
+        state: Filled in as the run goes, so that the caller can still act when the run fails.
+        *args, **kwargs: LightningCLI's.
+    """
+
+    def __init__(self, *args: Any, state: RunState | None = None, **kwargs: Any) -> None:
+        self.state = state if state is not None else RunState()
+        super().__init__(*args, **kwargs)
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -107,7 +137,7 @@ class YOLOCLI(LightningCLI):
         check_settings("trainer", config.trainer, TRAINER_RULES)
         run_dir = self._resolve_run(config, _project(config, subcommand), subcommand)
         config.trainer.default_root_dir = str(run_dir)
-        config.data.stride = max_stride(config.model.cfg)
+        config.data.stride = architecture_stride(config.model.cfg)
         if config.get("weights_only") is None:
             config.weights_only = True
         callbacks: list[Any] = []
@@ -132,7 +162,45 @@ class YOLOCLI(LightningCLI):
             if owner is not None:
                 return owner
         # DDP ranks that rank 0 launches reuse its folder instead of numbering their own
-        return shared_run_dir(lambda: new_run_dir(project, config.name, config.exist_ok))
+        return shared_run_dir(lambda: self._claim(project, config.name, config.exist_ok))
+
+    def _claim(self, project: Path, name: str, exist_ok: bool) -> Path:
+        """Rank 0 creates the run folder atomically; other ranks (torchrun, srun) only name it: they never write."""
+        if launch_rank() != 0:
+            return new_run_dir(project, name, exist_ok)
+        existed = exist_ok and (project / name).is_dir()
+        run_dir = claim_run_dir(project, name, exist_ok)
+        if not existed:
+            self.state.claimed.append(run_dir)
+        return run_dir
+
+    def after_instantiate_classes(self) -> None:
+        self.state.trainer = self.trainer
+        if self.subcommand == "fit" and self.checked_checkpoint is not None:
+            self._compare_with_resumed(self.checked_checkpoint[1].get("hyper_parameters", {}))
+
+    def _compare_with_resumed(self, hparams: dict[str, Any]) -> None:
+        """Warn when a resumed fit trains at another image size or on other classes, and keep the old config."""
+        changes = []
+        if hparams.get("imgsz") not in (None, self.datamodule.imgsz):
+            changes.append(f"image size {hparams['imgsz']} -> {self.datamodule.imgsz}")
+        if hparams.get("names") is not None and list(hparams["names"]) != list(self.datamodule.names):
+            changes.append(f"class names {_short(hparams['names'])} -> {_short(self.datamodule.names)}")
+        if not changes:
+            return
+        run_dir = Path(self.config[self.subcommand].trainer.default_root_dir)
+        kept = keep_previous_config(run_dir)
+        log.warning(
+            "resuming %s with %s%s",
+            self.config[self.subcommand].ckpt_path,
+            "; ".join(changes),
+            f" (the previous config is kept as {kept})" if kept else "",
+        )
+
+
+def _short(names: Any, shown: int = 4) -> str:
+    names = [str(n) for n in names]
+    return "[" + ", ".join(names[:shown]) + (f", ... ({len(names)} in all)" if len(names) > shown else "") + "]"
 
 
 def _project(config: Any, subcommand: str) -> Path:
@@ -152,7 +220,7 @@ def _known_errors() -> tuple[type[Exception], ...]:
 
 
 def _convert() -> Any:
-    from lightning_yolo.convert import main as convert_main
+    from lightning_yolo.export.convert import main as convert_main
 
     return convert_main
 
@@ -169,6 +237,29 @@ def _export() -> Any:
     return export_main
 
 
+def _exit_interrupted() -> None:
+    """Exit with 143 (128 + SIGTERM): a stopped fit must not look like a finished one to ``fit && deploy``."""
+    print(f"error: {rank_label()}: interrupted by SIGTERM (exit status 143)", file=sys.stderr)
+    sys.exit(143)
+
+
+def _remove_unused(claimed: list[Path]) -> None:
+    """Remove run folders this process created when the run failed before writing anything but its config."""
+    for run_dir in claimed:
+        if remove_if_unused(run_dir):
+            log.info("removed the run folder %s: the run failed before it wrote anything", run_dir)
+
+
+def check_yaml_arguments(args: list[str]) -> None:
+    """Refuse a YAML file given on the command line (``--config X.yaml``, ``--trainer.logger X.yaml``, ...) that is
+    too large, too deep or an alias bomb, before jsonargparse parses it. Other arguments are left to the parser.
+    """
+    for arg in args:
+        value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
+        if value.endswith((".yaml", ".yml")) and Path(value).is_file():
+            load_yaml(value)
+
+
 TOOLS = {"convert": _convert, "predict": _predict, "export": _export}
 """Subcommands outside LightningCLI (no Trainer): each maps to a function returning its ``main(argv) -> int``."""
 
@@ -183,7 +274,9 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True")
     if args and args[0] in TOOLS:
         sys.exit(TOOLS[args[0]]()(args[1:]))
+    state = RunState()
     try:
+        check_yaml_arguments(args)
         YOLOCLI(
             YOLOModule,
             YOLODataModule,
@@ -195,11 +288,19 @@ def main(argv: list[str] | None = None) -> None:
                 "description": "lightning_yolo: YOLOv5 training on PyTorch Lightning. "
                 "Also: `python -m lightning_yolo predict|export|convert --help`."
             },
+            state=state,
         )
+    except SIGTERMException:
+        # Lightning stops at the next batch boundary and raises SystemExit(None), which would exit with status 0.
+        _exit_interrupted()
     except _known_errors() as err:
+        _remove_unused(state.claimed)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except Exception as err:
+        if state.stopped_by_sigterm:  # e.g. loader workers stopped by the same signal before the fit loop noticed
+            _exit_interrupted()
+        _remove_unused(state.claimed)
         # Under DDP every rank prints its own traceback; this line says which process failed first, and why.
         print(f"{rank_label()}: error: {type(err).__name__}: {err}", file=sys.stderr)
         raise

@@ -14,14 +14,18 @@ learning-rate schedule has stepped and the EMA attributes are updated when the f
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Checkpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lightning_yolo.checkpoints.files import atomic_write_bytes
+
+log = logging.getLogger("lightning_yolo")
 
 FITNESS_KEY = "fitness"
 """The logged metric that ranks checkpoints: ``0.1 * mAP@0.5 + 0.9 * mAP@0.5:0.95`` (YOLOv5's)."""
@@ -52,6 +56,8 @@ class RunCheckpoints(Checkpoint):
         self.best_fitness = -math.inf
         self.best_epoch: int | None = None
         self.current_score: float | None = None
+        self.saved_epoch: int | None = None
+        """The epoch whose end ``last.ckpt`` holds, once this process wrote it."""
 
     @property
     def last_path(self) -> Path:
@@ -83,6 +89,7 @@ class RunCheckpoints(Checkpoint):
             return
         improved = self._improved(trainer)
         trainer.save_checkpoint(self.last_path)  # every rank calls it; the strategy writes on global rank 0
+        self.saved_epoch = trainer.current_epoch
         if improved:
             if trainer.is_global_zero:
                 atomic_write_bytes(self.last_path.read_bytes(), self.best_path)
@@ -101,6 +108,24 @@ class RunCheckpoints(Checkpoint):
             return False
         self.best_fitness, self.best_epoch = fitness, trainer.current_epoch
         return True
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if not (isinstance(exception, SIGTERMException) or trainer.received_sigterm) or not trainer.is_global_zero:
+            return
+        if self.saved_epoch is not None:
+            resume = f"{self.last_path} holds the end of epoch {self.saved_epoch}"
+        elif self.last_path.is_file():
+            resume = f"{self.last_path} holds the checkpoint this fit resumed from"
+        else:
+            resume = "no checkpoint was written yet"
+        hint = "; continue with --ckpt_path last" if self.last_path.is_file() else "; start the fit again"
+        log.error(
+            "fit interrupted by SIGTERM in epoch %d (step %d): %s%s",
+            trainer.current_epoch,
+            trainer.global_step,
+            resume,
+            hint,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_fitness": self.best_fitness, "best_epoch": self.best_epoch}

@@ -7,6 +7,8 @@ Torch only: no Lightning, so weights loading in ``models/`` and inference can us
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", hint: str = "")
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+        raise CheckpointError(f"{path}: {not_a_file(path)}, not a checkpoint file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: checkpoint is empty (0 bytes)")
     try:
@@ -123,3 +125,26 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+def not_a_file(path: Path) -> str:
+    """What ``path`` is when it is not a regular file: ``"no such file"``, ``"a folder"``, ``"a FIFO"``, ..."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"))
+    kinds += ((stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((what for test, what in kinds if test(mode)), "not a regular file")
+
+
+def write_failure(path: Path, err: OSError, size: int) -> str:
+    """One line for a checkpoint that could not be written: the folder, the reason, the space it needed and had."""
+    folder = path.parent
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1e6:,.0f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return f"{folder}: cannot write {path.name} ({err.strerror or err}; it needs {size / 1e6:,.0f} MB, {free})"

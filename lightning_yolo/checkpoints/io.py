@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning_fabric.plugins import TorchCheckpointIO
 
 from lightning_yolo.checkpoints.files import (
     atomic_write_bytes,
     nonfinite_tensors,
     read_checkpoint,
     remove_stale_temporaries,
+    write_failure,
 )
 from lightning_yolo.errors import CheckpointError
 
@@ -41,7 +42,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
         Raises:
             CheckpointError: The model or EMA weights hold NaN/inf (the previous file is kept).
-            OSError: The folder is read-only, the disk is full, ... (never swallowed).
+            CheckpointError: The folder is read-only, the disk is full, ... (never swallowed; one line naming the
+                folder, the reason and the free space; the previous file is kept).
         """
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
@@ -51,7 +53,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise CheckpointError(f"{path}: not saved, non-finite values in {len(bad)} weight tensors ({shown})")
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        atomic_write_bytes(buffer.getbuffer(), path)
+        try:
+            atomic_write_bytes(buffer.getbuffer(), path)
+        except OSError as err:
+            raise CheckpointError(write_failure(Path(path), err, len(buffer.getbuffer()))) from None
         remove_stale_temporaries(Path(path).parent)
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> Any:

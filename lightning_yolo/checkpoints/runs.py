@@ -1,6 +1,7 @@
 """Run folders: where each fit / validate / test writes its files, and what ``--ckpt_path last`` resumes from.
 
-- :func:`new_run_dir`: the next free ``exp``, ``exp2``, ... folder (YOLOv5's numbering).
+- :func:`claim_run_dir`: create the next free ``exp``, ``exp2``, ... folder (YOLOv5's numbering) atomically, so two
+  runs started at the same moment never share one; :func:`new_run_dir` only names it.
 - :func:`shared_run_dir`: the folder picked once by rank 0 and reused by the processes it launches;
   :func:`launch_rank` / :func:`rank_label` say which process this is before any process group exists.
 - :func:`resume_checkpoint`: the newest of ``weights/last.ckpt`` and the ``hpc_ckpt_N.ckpt`` a SLURM pre-emption
@@ -41,6 +42,66 @@ def new_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
         return project / name
     last = existing[-1].name[len(name) :]
     return project / f"{name}{int(last or 1) + 1}"
+
+
+def claim_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
+    """Create the next free run folder and return it; the creation is the claim (``mkdir`` fails if it exists).
+
+    Two processes started together both compute ``exp5``; one creates it, the other's ``mkdir`` fails and it moves
+    on to ``exp6``. With ``exist_ok`` the folder ``project/name`` itself is used, created when missing.
+
+    Raises:
+        RunError: the folder cannot be created (read-only project folder, a file in the way, ...).
+    """
+    project = Path(project)
+    try:
+        project.mkdir(parents=True, exist_ok=True)
+        if exist_ok:
+            (project / name).mkdir(exist_ok=True)
+            return project / name
+        candidate = new_run_dir(project, name)
+        for _ in range(10_000):
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:  # taken a moment ago, or a file of that name: the next number
+                number = candidate.name[len(name) :]
+                candidate = project / f"{name}{int(number or 1) + 1}"
+    except OSError as err:
+        raise RunError(f"{project}: cannot create a run folder ({err.strerror or err})") from None
+    raise RunError(f"{project}: no free run folder name {name}N")
+
+
+def remove_if_unused(run_dir: Path) -> bool:
+    """Delete a run folder that holds nothing but ``config.yaml`` and empty folders (a run that failed to start).
+
+    Returns True when it was removed. Anything else in it (a checkpoint, results, pictures, logs) keeps it.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return False
+    files = [p for p in run_dir.rglob("*") if not p.is_dir()]
+    if any(p != run_dir / "config.yaml" for p in files):
+        return False
+    for path in files:
+        path.unlink()
+    for folder in sorted((p for p in run_dir.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        folder.rmdir()
+    run_dir.rmdir()
+    return True
+
+
+def keep_previous_config(run_dir: Path) -> Path | None:
+    """Rename ``run_dir/config.yaml`` to the first free ``config.previous[N].yaml`` before a new one replaces it."""
+    current = Path(run_dir) / "config.yaml"
+    if not current.is_file():
+        return None
+    for n in range(1, 10_000):
+        kept = current.with_name("config.previous.yaml" if n == 1 else f"config.previous{n}.yaml")
+        if not kept.exists():
+            current.rename(kept)
+            return kept
+    return None
 
 
 def last_checkpoint(project: str | Path, name: str) -> Path:

@@ -26,7 +26,6 @@ _EXPORTS = {
     "verify_image": "images",
     "LabelError": "labels",
     "ParsedLabels": "labels",
-    "format_labels": "labels",
     "parse_label_file": "labels",
     "parse_label_text": "labels",
     "EpochSampler": "samplers",

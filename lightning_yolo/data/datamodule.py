@@ -11,7 +11,7 @@ Loaders:
   ``trainer.current_epoch`` when each epoch's iteration starts. ``close_mosaic`` therefore works with persistent
   workers: the dataset compares the key's epoch with ``max_epochs - close_mosaic`` (set when the loader is built)
   and turns mosaic (and with it mixup) off for the last epochs. Its workers reuse shared-memory batch buffers
-  (:mod:`lightning_yolo.data.shared_batches`).
+  (:mod:`lightning_yolo.data.workers`, with the rest of the loader's operating-system tuning).
 - val / test: rect batches (sorted by aspect ratio, pad 0.5, twice the training batch size), each batch given
   whole to rank ``k % world_size``: every image is validated exactly once over all ranks, none is repeated, and
   ranks may run different numbers of batches (so sync metrics at epoch end, never per step).
@@ -22,17 +22,11 @@ Trainer's ``use_distributed_sampler`` is on: Lightning leaves ``DistributedSampl
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import logging
-import math
-import os
-import random
-import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from pytorch_lightning import LightningDataModule
 from pytorch_lightning.accelerators import CPUAccelerator
@@ -49,9 +43,10 @@ from lightning_yolo.data.config import (
 from lightning_yolo.data.dataset import AugmentSettings, BatchView, YOLODataset, collate
 from lightning_yolo.data.samplers import EpochSampler, RectBatchSampler, rect_batches
 from lightning_yolo.data.scan import ScanResult, scan_split
-from lightning_yolo.data.shared_batches import SharedBatchPool
 from lightning_yolo.data.synthetic import DATASET_NAME, ensure_synthetic_dataset
-from lightning_yolo.distributed import wait_for_label_cache
+from lightning_yolo.data.workers import batch_pool, cap_workers, seed_worker, wait_for_label_cache, worker_niceness
+from lightning_yolo.errors import ConfigError
+from lightning_yolo.settings import DATA_RULES, check_settings, round_to_stride
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +142,10 @@ class YOLODataModule(LightningDataModule):
             mixup=mixup,
             copy_paste=copy_paste,
         )
-        check_settings(imgsz, batch_size, workers, cache, close_mosaic, stride, seed, self.hyp)
+        check_settings("data", self.hparams, DATA_RULES)  # before any file is read: a bad value fails fast
         self.imgsz = round_to_stride(imgsz, stride)
         self.batch_size, self.stride, self.cache, self.cache_dir = batch_size, stride, cache, cache_dir
-        self.workers = min(workers, os.cpu_count() or 1)
+        self.workers = cap_workers(workers)
         self.rect, self.single_cls, self.close_mosaic, self.seed = rect, single_cls, close_mosaic, seed
         self.fast_decode, self.fast_warp = fast_decode, fast_warp
         self.use_albumentations, self.albumentations_extra = albumentations, list(albumentations_extra or [])
@@ -293,37 +288,23 @@ class YOLODataModule(LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
             prefetch_factor=PREFETCH_FACTOR if workers > 0 else None,
-            worker_init_fn=functools.partial(seed_worker, niceness=self._worker_niceness()),
+            worker_init_fn=functools.partial(seed_worker, niceness=worker_niceness(self._cpu_training())),
         )
 
     def _loader_workers(self) -> int:
-        # as YOLOv5: the machine's CPUs are shared by its devices, and more workers than images per batch idle
-        return min(self.workers, max((os.cpu_count() or 1) // self._devices_per_node(), 1), self.batch_size)
+        # more workers than images per batch would idle
+        return min(cap_workers(self.workers, self._devices_per_node()), self.batch_size)
 
     def _train_collate(self) -> Any:
-        """Training batches reuse shared-memory buffers in the workers when those fit comfortably in shared memory.
+        """Training batches reuse shared-memory buffers in the workers when those fit (:func:`batch_pool`)."""
+        batch_bytes = self.batch_size * self.imgsz * self.imgsz * 3
+        pool = batch_pool(self._loader_workers(), PREFETCH_FACTOR + 1, batch_bytes)
+        return collate if pool is None else functools.partial(collate, pool=pool)
 
-        See :mod:`lightning_yolo.data.shared_batches`. Pooled buffers stay allocated while the workers live; the
-        pool is used only while they take at most a quarter of the free space of ``/dev/shm``.
-        """
-        workers, slots = self._loader_workers(), PREFETCH_FACTOR + 1
-        pooled = workers * slots * self.batch_size * self.imgsz * self.imgsz * 3
-        if workers == 0 or pooled > shared_memory_free() / 4:
-            return collate
-        return functools.partial(collate, pool=SharedBatchPool(workers, slots))
-
-    def _worker_niceness(self) -> int:
-        """Scheduling niceness of loader workers: the lowest priority (19) when the Trainer runs on CPUs, else 0.
-
-        In CPU training the model's intra-op threads and the loader workers share the same cores; a worker that
-        preempts one of those threads stalls all of them at the next synchronisation point. Workers at the lowest
-        priority fill the cores' idle moments instead, and still get every core while the training step waits for
-        a batch (on 2 cores: about 6% more training images/s). With a GPU, the training process mostly waits for
-        the device, and its workers keep normal priority so that nothing can starve the device of batches.
-        """
+    def _cpu_training(self) -> bool:
+        """Whether the attached Trainer runs the model on CPUs (see :func:`worker_niceness`)."""
         trainer = self._attached()
-        accelerator = getattr(trainer, "accelerator", None) if trainer is not None else None
-        return 19 if isinstance(accelerator, CPUAccelerator) else 0
+        return isinstance(getattr(trainer, "accelerator", None), CPUAccelerator)
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _dataset(self, split: str) -> YOLODataset:
@@ -374,14 +355,6 @@ class YOLODataModule(LightningDataModule):
             dataset.close_mosaic_epoch = max(max_epochs - self.close_mosaic, 0)
 
 
-def shared_memory_free() -> int:
-    """Free bytes of ``/dev/shm``, where loader workers put their batches (0 where there is no such folder)."""
-    try:
-        return shutil.disk_usage("/dev/shm").free
-    except OSError:
-        return 0
-
-
 def collate_or_empty(samples: list[Any]) -> dict[str, Any]:
     """:func:`collate`, and an empty batch (``img`` of shape ``(0, 3, 0, 0)``) for a rank's placeholder batch."""
     if samples:
@@ -399,47 +372,12 @@ def resolve_data(data: str | Path, cache_dir: str | Path | None = None) -> Path:
     return path
 
 
-def round_to_stride(imgsz: int, stride: int) -> int:
-    """``imgsz`` rounded up to a multiple of ``stride`` (at least one stride), with a warning when changed."""
-    rounded = max(math.ceil(imgsz / stride) * stride, stride)
-    if rounded != imgsz:
-        log.warning("imgsz=%d is not a multiple of the max stride %d: using %d", imgsz, stride, rounded)
-    return rounded
-
-
-def check_settings(
-    imgsz: int,
-    batch_size: int,
-    workers: int,
-    cache: Any,
-    close_mosaic: int,
-    stride: int,
-    seed: int,
-    hyp: AugmentSettings,
-) -> None:
-    """Raise ``ValueError`` naming the first invalid setting."""
-    checks = [
-        ("imgsz", imgsz, imgsz >= 1, ">= 1"),
-        ("batch_size", batch_size, batch_size >= 1, ">= 1"),
-        ("workers", workers, workers >= 0, ">= 0"),
-        ("cache", cache, cache in (None, "ram", "disk"), "null, 'ram' or 'disk'"),
-        ("close_mosaic", close_mosaic, close_mosaic >= 0, ">= 0"),
-        ("stride", stride, stride >= 1, ">= 1"),
-        ("seed", seed, seed >= 0, ">= 0"),
-    ]
-    for name in ("flipud", "fliplr", "mosaic", "mixup", "copy_paste"):
-        value = getattr(hyp, name)
-        checks.append((name, value, 0.0 <= value <= 1.0, "a probability in [0, 1]"))
-    for name in ("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective"):
-        value = getattr(hyp, name)
-        checks.append((name, value, value >= 0 and math.isfinite(value), ">= 0"))
-    for name, value, ok, expected in checks:
-        if not ok:
-            raise ValueError(f"data.{name} must be {expected}, got {value!r}")
-
-
 def check_albumentations(specs: list[dict[str, Any]]) -> None:
-    """Build each user albumentations transform once, so a bad name or argument fails now, naming its entry."""
+    """Build each user albumentations transform once, so a bad name or argument fails now, naming its entry.
+
+    Raises:
+        ConfigError: ``data.albumentations_extra[i]: <what is wrong>`` for the first bad entry.
+    """
     if not specs:
         return
     from lightning_yolo.data.albument import build_transform  # imports albumentations: only when extras are given
@@ -448,41 +386,4 @@ def check_albumentations(specs: list[dict[str, Any]]) -> None:
         try:
             build_transform(spec)
         except ValueError as err:
-            raise ValueError(f"data.albumentations_extra[{i}]: {err}") from None
-
-
-def seed_worker(worker_id: int, niceness: int = 0) -> None:
-    """Seed Python's and NumPy's global generators in each loader worker from its torch seed.
-
-    Augmentations draw from their own per-sample generators (see :mod:`lightning_yolo.data.dataset`); this covers
-    third-party code using the global generators. OpenCV threads are turned off inside workers, which are
-    already parallel. A positive ``niceness`` lowers the worker's scheduling priority by that much (Unix only).
-    Large freed buffers are kept for reuse (:func:`keep_freed_image_buffers`).
-    """
-    import cv2
-
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
-    cv2.setNumThreads(0)
-    if niceness > 0 and hasattr(os, "nice"):
-        os.nice(niceness)
-    keep_freed_image_buffers()
-
-
-def keep_freed_image_buffers() -> bool:
-    """Make glibc's malloc reuse freed multi-megabyte buffers instead of returning them to the system.
-
-    Every sample allocates and frees several image-sized arrays (decoded images, the mosaic canvas, the warped
-    image). glibc maps such blocks freshly and unmaps them on free, so each sample pays page faults and the
-    kernel's zeroing again; raising the mmap and trim thresholds keeps them in the heap (a worker keeps up to
-    256 MiB of freed memory). On 2 cores this cut loader page faults by about half and system CPU time by about
-    a third. Returns False where there is no glibc (the call is then a no-op).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 256 << 20))
+            raise ConfigError(f"data.albumentations_extra[{i}]: {err}") from None

@@ -34,12 +34,10 @@ from torch.utils.data import Dataset
 from lightning_yolo.data import image_cache
 from lightning_yolo.data.config import DatasetError
 from lightning_yolo.data.images import jpeg_reduction, load_image_bgr
-from lightning_yolo.data.mosaic import Tile, plan_mosaic, render_mosaic, tile_offsets
+from lightning_yolo.data.mosaic import load_mosaic
 from lightning_yolo.data.scan import ScanResult
-from lightning_yolo.data.shared_batches import SharedBatchPool, new_batch_tensor
 from lightning_yolo.data.transforms import (
     augment_hsv_to_rgb,
-    empty_labels,
     letterbox,
     letterbox_labels,
     mixup,
@@ -48,6 +46,7 @@ from lightning_yolo.data.transforms import (
     resize_to_imgsz,
     resized_hw,
 )
+from lightning_yolo.data.workers import SharedBatchPool, stack_images
 from lightning_yolo.ops.boxes import xywhn_to_xyxy, xyxy_to_xywhn
 
 log = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ class AugmentSettings:
     copy_paste: float = 0.0
 
     def geometry(self) -> dict[str, float]:
-        """Keyword arguments of ``random_perspective`` / ``mosaic4_augment``."""
+        """Warp ranges as keyword arguments of ``random_perspective`` and ``load_mosaic``."""
         return {k: getattr(self, k) for k in ("degrees", "translate", "scale", "shear", "perspective")}
 
 
@@ -223,28 +222,8 @@ class YOLODataset(Dataset):
         return random_flip(img, labels, flipud_p=self.hyp.flipud, fliplr_p=self.hyp.fliplr, rng=rng)
 
     def _mosaic(self, index: int, rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
-        """A mosaic of ``index`` and 3 random images in random order; returns the index actually used.
-
-        The centre and the warp are drawn first, so that tiles the output does not show are never decoded. An
-        image found unreadable is replaced by another one, whose size may move the tiles: visibility is then
-        checked again, until every tile the output shows is loaded.
-        """
-        indices = [index, *(int(i) for i in rng.integers(len(self), size=3))]
-        rng.shuffle(indices)
-        plan = plan_mosaic(self.imgsz, rng, **self.hyp.geometry(), snap=self.fast_warp)
-        tiles: list[Tile] = [(None, empty_labels(), self._resized_hw(i)) for i in indices]
-        loaded, used = [False] * 4, index
-        while True:
-            offsets = tile_offsets(plan.center, [hw for _, _, hw in tiles])
-            todo = [k for k in range(4) if not loaded[k] and plan.needs(offsets[k], tiles[k][2])]
-            if not todo:
-                break
-            for k in todo:
-                j, img, _, hw = self._load(indices[k], rng)
-                used = j if indices[k] == index else used
-                tiles[k], loaded[k] = (img, self._pixel_labels(j, hw), hw), True
-        img, labels = render_mosaic(plan, tiles)
-        return used, img, labels
+        """A mosaic of ``index`` and 3 random images, decoding only the tiles it shows (:func:`load_mosaic`)."""
+        return load_mosaic(self, index, rng, self.imgsz, self.hyp.geometry(), snap=self.fast_warp)
 
     def _letterboxed(self, index: int, rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray, Any]:
         """One image letterboxed to ``imgsz`` (or its rect batch shape), with its labels and ``shapes``."""
@@ -255,11 +234,16 @@ class YOLODataset(Dataset):
         shapes = ((h0, w0), ((h / h0 * ratio[1], w / w0 * ratio[0]), pad))
         return index, img, labels, shapes
 
-    def _resized_hw(self, index: int) -> tuple[int, int]:
+    def tile_hw(self, index: int) -> tuple[int, int]:
         """``(h, w)`` of image ``index`` after :meth:`load_resized`, without loading it."""
         if self._ram is not None and self._ram[index] is not None:
             return self._ram[index].shape[:2]
         return resized_hw(self.shapes_hw[index], self.imgsz)
+
+    def load_tile(self, index: int, rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
+        """A mosaic tile: ``(index used, resized image, its pixel labels)`` (see :meth:`_load` for the index)."""
+        index, img, _, hw = self._load(index, rng)
+        return index, img, self._pixel_labels(index, hw)
 
     def _pixel_labels(self, index: int, hw: tuple[int, int]) -> np.ndarray:
         """Labels of image ``index`` in the internal format, in pixels of its ``hw``-sized resized image."""
@@ -363,29 +347,8 @@ def collate(samples: Sequence[Sample], pool: SharedBatchPool | None = None) -> d
         lb = lb.clone()
         lb[:, 0] = i
         targets.append(lb)
-    if pool is None:
-        img = stack_images(imgs)
-    else:
-        out, ticket = pool.batch_tensor((len(imgs), *imgs[0].permute(1, 2, 0).shape))
-        img = pool.wrap(stack_images(imgs, out=out), ticket)
+    img = stack_images(imgs, pool)
     return {"img": img, "targets": torch.cat(targets), "paths": list(paths), "shapes": list(shapes)}
-
-
-def stack_images(imgs: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
-    """``(3, H, W)`` images -> one ``(B, 3, H, W)`` tensor with channels-last (``(B, H, W, 3)``) memory.
-
-    Channels-last samples are copied as plain memory. In a loader worker the batch is built directly in shared
-    memory, so handing it to the main process copies nothing more. The copy runs in NumPy, single-threaded:
-    torch.stack would wake intra-op threads that the training step needs.
-
-    Args:
-        imgs: Channels-last ``(3, H, W)`` images of one size.
-        out: A contiguous uint8 ``(B, H, W, 3)`` tensor to fill (e.g. from a :class:`SharedBatchPool`).
-    """
-    hwc = [im.permute(1, 2, 0).numpy() for im in imgs]
-    out = new_batch_tensor((len(hwc), *hwc[0].shape)) if out is None else out
-    np.stack(hwc, out=out.numpy())
-    return out.permute(0, 3, 1, 2)
 
 
 class BatchView(Dataset):

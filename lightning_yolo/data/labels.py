@@ -165,12 +165,3 @@ def _polygon_to_xywh(coords: list[float]) -> list[float]:
     xs, ys = coords[0::2], coords[1::2]
     x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
     return [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
-
-
-def format_labels(labels: np.ndarray) -> str:
-    """Label-file text for ``(n, 5)`` labels; float32 values round-trip exactly through :func:`parse_label_text`."""
-    lines = []
-    for row in np.asarray(labels, dtype=np.float32).reshape(-1, 5):
-        # str() of a float32 is its shortest text that reads back as the same float32
-        lines.append(" ".join([str(int(row[0]))] + [str(v) for v in row[1:]]) + "\n")
-    return "".join(lines)

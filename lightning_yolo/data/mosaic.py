@@ -1,9 +1,10 @@
-"""Four-image mosaic (YOLOv5 ``load_mosaic``) over ``(img, labels)`` samples.
+"""Four-image mosaic (YOLOv5 ``load_mosaic``) over a dataset's ``(img, labels)`` tiles, decoding only what it shows.
 
-Inputs follow :mod:`lightning_yolo.data.transforms`: BGR uint8 ``(h, w, 3)`` images already resized with
+Tiles follow :mod:`lightning_yolo.data.transforms`: BGR uint8 ``(h, w, 3)`` images already resized with
 ``resize_to_imgsz`` (long side ``s``), labels ``(n, 5)`` float32 ``[cls, x1, y1, x2, y2]`` in pixels of each image.
-Choosing the three extra samples and their order is the dataset's job (YOLOv5 draws 3 random indices and shuffles
-all 4); this module only places them.
+:func:`load_mosaic` draws the three extra images and the order of all four as YOLOv5 does, then the centre and
+the warp (:func:`plan_mosaic`), loads from the dataset (a :class:`TileSource`) only the tiles the output shows
+(:meth:`MosaicPlan.needs`) and renders them with :func:`render_mosaic`.
 
 Layout on the ``2s x 2s`` canvas filled with 114, around a centre ``(xc, yc)`` drawn in ``[s/2, 3s/2)``::
 
@@ -11,33 +12,29 @@ Layout on the ``2s x 2s`` canvas filled with 114, around a centre ``(xc, yc)`` d
     ---------+---------        sample 1's bottom-left, sample 2's top-right and sample 3's top-left;
     sample 2 | sample 3        whatever falls outside the canvas is cut off.
 
-Typical use: ``img, labels = mosaic4_augment(samples, s, rng=rng, degrees=..., scale=...)`` returns an ``s x s``
-image (mosaic, then :func:`~lightning_yolo.data.transforms.random_perspective` with border ``-s // 2``).
-
-The dataset instead draws a :class:`MosaicPlan` first (centre and warp), decodes only the tiles the output shows
-(:meth:`MosaicPlan.needs`) and renders with :func:`render_mosaic`. With ``snap`` and an axis-aligned warp (every
-YOLOv5 hyp file) the ``2s`` canvas is never built: only the canvas rectangle the output shows is assembled and
-resized (:mod:`lightning_yolo.data.warp`).
+The output is the ``s x s`` image YOLOv5 makes by warping the canvas with
+:func:`~lightning_yolo.data.transforms.random_perspective` and border ``-s // 2``. With ``snap`` and an
+axis-aligned warp (every YOLOv5 hyp file) the ``2s`` canvas is never built: only the canvas rectangle the output
+shows is assembled and resized (:mod:`lightning_yolo.data.warp`).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from lightning_yolo.data.transforms import (
     as_labels,
+    empty_labels,
     sample_perspective_matrix,
     warp_image,
     warp_labels,
 )
 from lightning_yolo.data.warp import Region, render_region, snap_axis_aligned, snappable
-
-Sample = tuple[np.ndarray, np.ndarray]
-"""An ``(img, labels)`` pair in the internal format."""
 
 Tile = tuple[np.ndarray | None, np.ndarray, tuple[int, int]]
 """``(img, labels, (h, w))`` of one mosaic tile; ``img`` may be None for a tile the plan does not need."""
@@ -63,16 +60,13 @@ def tile_offsets(center: tuple[int, int], tile_hw: Sequence[tuple[int, int]]) ->
     return [(xc - w0, yc - h0), (xc, yc - h1), (xc - w2, yc), (xc, yc)]
 
 
-def _check_samples(samples: Sequence[Sample]) -> None:
-    if len(samples) != 4:
-        raise ValueError(f"mosaic4 needs exactly 4 samples, got {len(samples)}")
-    for i, (img, _) in enumerate(samples):
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ValueError(f"mosaic4 sample {i}: expected a uint8 (h, w, 3) image, got {img.dtype} {img.shape}")
-
-
 def _canvas_labels(labels: Sequence[np.ndarray], offsets: Sequence[tuple[int, int]], canvas: int) -> np.ndarray:
-    """Tile labels shifted onto the canvas, clipped to it, without the boxes the clipping left empty."""
+    """Tile labels shifted onto the canvas, clipped to it, without the boxes the clipping left empty.
+
+    Unlike YOLOv5 (which keeps them until ``random_perspective`` filters them), boxes left with zero width or
+    height are dropped here: they belong to objects cut off the canvas, and a rotation would otherwise inflate
+    them into phantom boxes.
+    """
     shifted = []
     for tile_labels, (ox, oy) in zip(labels, offsets, strict=True):
         tile_labels = as_labels(tile_labels)
@@ -83,41 +77,6 @@ def _canvas_labels(labels: Sequence[np.ndarray], offsets: Sequence[tuple[int, in
     np.clip(out[:, 1:5], 0, canvas, out=out[:, 1:5])
     keep = (out[:, 3] > out[:, 1]) & (out[:, 4] > out[:, 2])
     return out[keep]
-
-
-def mosaic4(
-    samples: Sequence[Sample],
-    img_size: int,
-    rng: np.random.Generator,
-    center: tuple[int, int] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Place 4 samples around a random centre on a ``2s x 2s`` canvas.
-
-    Boxes are shifted with their tile, clipped to ``[0, 2s]`` and, unlike YOLOv5 (which keeps them until
-    ``random_perspective`` filters them), boxes left with zero width or height by the clipping are dropped:
-    they belong to objects cut off the canvas, and a rotation would otherwise inflate them into phantom boxes.
-
-    Args:
-        samples: 4 ``(img, labels)`` pairs in mosaic order (top-left, top-right, bottom-left, bottom-right).
-        img_size: ``s``, the final training image size.
-        rng: random generator (one centre is drawn unless ``center`` is given).
-        center: fixed ``(xc, yc)`` instead of a random one.
-
-    Returns:
-        ``(img, labels)``: uint8 ``(2s, 2s, 3)`` canvas and ``(n, 5)`` float32 labels in canvas pixels.
-    """
-    _check_samples(samples)
-    center = sample_mosaic_center(img_size, rng) if center is None else center
-    return _assemble([(img, labels, img.shape[:2]) for img, labels in samples], center, img_size)
-
-
-def _assemble(tiles: Sequence[Tile], center: tuple[int, int], img_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The whole ``2s`` canvas and the tiles' labels on it."""
-    size = 2 * img_size
-    whole = Region(0, 0, size, size)
-    offsets = tile_offsets(center, [hw for _, _, hw in tiles])
-    canvas = render_region(whole, (size, size), _placed(tiles, offsets), whole)  # same size: no resize
-    return canvas, _canvas_labels([labels for _, labels, _ in tiles], offsets, size)
 
 
 def _placed(tiles: Sequence[Tile], offsets: Sequence[tuple[int, int]]) -> list[tuple[np.ndarray, tuple[int, int]]]:
@@ -182,27 +141,23 @@ class MosaicPlan:
 def plan_mosaic(
     img_size: int,
     rng: np.random.Generator,
-    *,
-    degrees: float = 0.0,
-    translate: float = 0.1,
-    scale: float = 0.5,
-    shear: float = 0.0,
-    perspective: float = 0.0,
+    geometry: Mapping[str, float],
     snap: bool = False,
 ) -> MosaicPlan:
-    """Draw a mosaic's centre, then its warp (the order :func:`mosaic4_augment` always used).
+    """Draw a mosaic's centre, then its warp (YOLOv5's order).
 
     Args:
         img_size: ``s``, the final training image size.
         rng: random generator.
-        degrees, translate, scale, shear, perspective: warp ranges (YOLOv5 hyp names).
+        geometry: Warp ranges ``degrees``, ``translate``, ``scale``, ``shear`` and ``perspective`` (YOLOv5 hyp
+            names), e.g. :meth:`~lightning_yolo.data.dataset.AugmentSettings.geometry`.
         snap: Round an axis-aligned warp that scales by at least 0.5 so that a crop and a resize realise it (see
             :mod:`lightning_yolo.data.warp`).
     """
     center = sample_mosaic_center(img_size, rng)
     size = 2 * img_size
     out = size - 2 * (img_size // 2)
-    matrix, s = sample_perspective_matrix((size, size), (out, out), degrees, translate, scale, shear, perspective, rng)
+    matrix, s = sample_perspective_matrix((size, size), (out, out), **geometry, rng=rng)
     region = None
     if snap and snappable(matrix):
         matrix, region = snap_axis_aligned(matrix, (out, out))
@@ -232,22 +187,58 @@ def render_mosaic(plan: MosaicPlan, tiles: Sequence[Tile]) -> tuple[np.ndarray, 
     return img, warp_labels(labels, plan.matrix, plan.out_wh, scale=plan.scale)
 
 
-def mosaic4_augment(
-    samples: Sequence[Sample], img_size: int, *, rng: np.random.Generator, snap: bool = False, **geometry: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mosaic of 4 samples followed by ``random_perspective`` cropping the ``2s`` canvas to ``s x s``.
+class TileSource(Protocol):
+    """What :func:`load_mosaic` needs of a dataset (:class:`~lightning_yolo.data.dataset.YOLODataset` is one)."""
+
+    def __len__(self) -> int: ...
+
+    def tile_hw(self, index: int) -> tuple[int, int]:
+        """``(h, w)`` that image ``index`` has once loaded, known without decoding it."""
+        ...
+
+    def load_tile(self, index: int, rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
+        """``(index used, img, labels)`` of image ``index``, or of a random other image when it is unreadable."""
+        ...
+
+
+def load_mosaic(
+    source: TileSource,
+    index: int,
+    rng: np.random.Generator,
+    img_size: int,
+    geometry: Mapping[str, float],
+    snap: bool = False,
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """A mosaic of image ``index`` and 3 random images of ``source`` in random order, warped to ``s x s``.
+
+    The centre and the warp are drawn first, so that tiles the output does not show are never decoded. An
+    image found unreadable is replaced by another one, whose size may move the tiles: visibility is then
+    checked again, until every tile the output shows is loaded.
 
     Args:
-        samples: 4 ``(img, labels)`` pairs in mosaic order.
+        source: The dataset the tiles come from.
+        index: The image the mosaic is drawn for.
+        rng: The sample's random generator.
         img_size: ``s``, the final training image size.
-        rng: random generator.
-        snap: As in :func:`plan_mosaic`.
-        **geometry: ``degrees``, ``translate``, ``scale``, ``shear``, ``perspective`` as in :func:`plan_mosaic`
-            (defaults: YOLOv5's ``hyp.scratch-low``, degrees 0, translate 0.1, scale 0.5, shear 0).
+        geometry, snap: As in :func:`plan_mosaic`.
 
     Returns:
-        ``(img, labels)``: uint8 ``(s, s, 3)`` and ``(n, 5)`` float32 labels, every box inside the image.
+        ``(index used, img, labels)``: the index ``index`` was replaced by if it was unreadable, the uint8
+        ``(s, s, 3)`` image and its ``(n, 5)`` float32 labels, every box inside the image.
     """
-    _check_samples(samples)
-    plan = plan_mosaic(img_size, rng, snap=snap, **geometry)
-    return render_mosaic(plan, [(img, labels, img.shape[:2]) for img, labels in samples])
+    indices = [index, *(int(i) for i in rng.integers(len(source), size=3))]
+    rng.shuffle(indices)
+    plan = plan_mosaic(img_size, rng, geometry, snap=snap)
+    tiles: list[Tile] = [(None, empty_labels(), source.tile_hw(i)) for i in indices]
+    loaded, used = [False] * 4, index
+    while True:
+        offsets = tile_offsets(plan.center, [hw for _, _, hw in tiles])
+        todo = [k for k in range(4) if not loaded[k] and plan.needs(offsets[k], tiles[k][2])]
+        if not todo:
+            break
+        for k in todo:
+            j, img, labels = source.load_tile(indices[k], rng)
+            used = j if indices[k] == index else used
+            tiles[k], loaded[k] = (img, labels, img.shape[:2]), True
+    img, labels = render_mosaic(plan, tiles)
+    return used, img, labels

@@ -8,16 +8,16 @@ Conventions shared by every function here (and by :mod:`lightning_yolo.data.mosa
 - ``labels``: ``np.ndarray`` float32 ``(n, 5)`` rows ``[cls, x1, y1, x2, y2]`` in pixels of the *current* image
   (pixel-edge convention: a box covering the whole image is ``[0, 0, W, H]``). ``n`` may be 0 (shape ``(0, 5)``).
 - Random functions take ``rng: np.random.Generator`` and never touch global random state, so one seed reproduces
-  an augmentation exactly. Functions return new arrays unless documented as in-place (``augment_hsv``).
+  an augmentation exactly. Functions return new arrays.
 
 Training pipeline of the dataset, in order (hyperparameter names as in the YOLOv5 hyp files)::
 
     img, hw0, hw = resize_to_imgsz(img, imgsz, augment=True)
     # labels: normalised xywh -> pixel xyxy of the resized image
     if mosaic:
-        img, labels = mosaic4_augment([...4 samples...], imgsz, rng=rng, degrees=..., ...)   # mosaic.py
+        index, img, labels = load_mosaic(dataset, index, rng, imgsz, geometry)                    # mosaic.py
         if rng.random() < hyp_mixup:
-            img, labels = mixup(img, labels, *mosaic4_augment([...], imgsz, rng=rng, ...), rng=rng)
+            img, labels = mixup(img, labels, *load_mosaic(dataset, other, rng, ...)[1:], rng=rng)
     else:
         img, ratio, pad = letterbox(img, shape, auto=False, scaleup=augment)
         labels = letterbox_labels(labels, ratio, pad)
@@ -26,8 +26,8 @@ Training pipeline of the dataset, in order (hyperparameter names as in the YOLOv
     img = augment_hsv_to_rgb(img, hsv_h, hsv_s, hsv_v, rng=rng)                               # now RGB
     img, labels = random_flip(img, labels, flipud_p=hyp_flipud, fliplr_p=hyp_fliplr, rng=rng)
 
-(with ``snap=True`` for the warps by default, see :mod:`lightning_yolo.data.warp`; the dataset draws a mosaic's
-centre and warp first and decodes only the tiles the output shows, see :mod:`lightning_yolo.data.mosaic`.)
+(with ``snap=True`` for the warps by default, see :mod:`lightning_yolo.data.warp`; a mosaic's centre and warp are
+drawn first and only the tiles the output shows are decoded, see :mod:`lightning_yolo.data.mosaic`.)
 
 Validation uses ``resize_to_imgsz(..., augment=False)`` then ``letterbox`` (rect batch shape) and
 ``letterbox_labels`` only.
@@ -170,18 +170,18 @@ def letterbox_labels(labels: np.ndarray, ratio: Sequence[float], pad: Sequence[f
 # ------------------------------------------------------------------------------------------- random perspective
 
 
-def box_candidates(
-    box1: np.ndarray,
-    box2: np.ndarray,
-    wh_thr: float = 2,
-    ar_thr: float = 100,
-    area_thr: float = 0.1,
-    eps: float = 1e-16,
-) -> np.ndarray:
+MIN_BOX_SIDE = 2
+"""Pixels a box must exceed in width and in height after an augmentation to be kept (YOLOv5's ``wh_thr``)."""
+MAX_BOX_ASPECT = 100
+"""Long / short side ratio a box must stay under after an augmentation to be kept (YOLOv5's ``ar_thr``)."""
+
+
+def box_candidates(box1: np.ndarray, box2: np.ndarray, area_thr: float = 0.1) -> np.ndarray:
     """Which boxes survive an augmentation.
 
-    A box is kept when, after augmentation, it is wider and taller than ``wh_thr`` pixels, keeps more than
-    ``area_thr`` of its area before augmentation, and its aspect ratio (long / short side) is under ``ar_thr``.
+    A box is kept when, after augmentation, it is wider and taller than :data:`MIN_BOX_SIDE` pixels, keeps more
+    than ``area_thr`` of its area before augmentation, and its aspect ratio (long / short side) is under
+    :data:`MAX_BOX_ASPECT`.
 
     Args:
         box1: ``(n, 4)`` xyxy boxes before augmentation (already multiplied by the augmentation's scale).
@@ -190,10 +190,12 @@ def box_candidates(
     Returns:
         ``(n,)`` bool mask of boxes to keep.
     """
+    eps = 1e-16
     w1, h1 = box1[:, 2] - box1[:, 0], box1[:, 3] - box1[:, 1]
     w2, h2 = box2[:, 2] - box2[:, 0], box2[:, 3] - box2[:, 1]
     aspect = np.maximum(w2 / (h2 + eps), h2 / (w2 + eps))
-    return (w2 > wh_thr) & (h2 > wh_thr) & (w2 * h2 / (w1 * h1 + eps) > area_thr) & (aspect < ar_thr)
+    big_enough = (w2 > MIN_BOX_SIDE) & (h2 > MIN_BOX_SIDE)
+    return big_enough & (w2 * h2 / (w1 * h1 + eps) > area_thr) & (aspect < MAX_BOX_ASPECT)
 
 
 def sample_perspective_matrix(
@@ -345,43 +347,26 @@ def random_perspective(
 # ------------------------------------------------------------------------------------------- colour and flips
 
 
-def augment_hsv(
-    img: np.ndarray, hgain: float = 0.5, sgain: float = 0.5, vgain: float = 0.5, *, rng: np.random.Generator
-) -> None:
-    """Randomly scale hue, saturation and value of a BGR uint8 image, **in place**.
-
-    Each channel is multiplied by a gain drawn uniformly from ``1 +- gain`` (hue wraps modulo 180, saturation and
-    value are clipped to 255), through lookup tables. Nothing is drawn when all gains are 0.
-    """
-    if hgain or sgain or vgain:
-        _apply_hsv_gains(img, _draw_hsv_gains(hgain, sgain, vgain, rng), cv2.COLOR_HSV2BGR, dst=img)
-
-
 def augment_hsv_to_rgb(
     img: np.ndarray, hgain: float = 0.5, sgain: float = 0.5, vgain: float = 0.5, *, rng: np.random.Generator
 ) -> np.ndarray:
-    """:func:`augment_hsv` (same draws, same pixels) returning a new array in RGB order.
+    """Randomly scale hue, saturation and value of a BGR uint8 image (YOLOv5 ``augment_hsv``); returns RGB.
 
-    The conversion back from HSV writes RGB directly, which saves the dataset its final BGR -> RGB copy.
+    Each channel is multiplied by a gain drawn uniformly from ``1 +- gain`` (hue wraps modulo 180, saturation and
+    value are clipped to 255), through lookup tables. Nothing is drawn when all gains are 0. The conversion back
+    from HSV writes RGB directly, which saves the dataset its final BGR -> RGB copy; the pixels are YOLOv5's in
+    RGB order.
     """
     if not (hgain or sgain or vgain):
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return _apply_hsv_gains(img, _draw_hsv_gains(hgain, sgain, vgain, rng), cv2.COLOR_HSV2RGB)
-
-
-def _draw_hsv_gains(hgain: float, sgain: float, vgain: float, rng: np.random.Generator) -> np.ndarray:
-    return rng.uniform(-1, 1, 3) * np.array([hgain, sgain, vgain]) + 1
-
-
-def _apply_hsv_gains(img: np.ndarray, gains: np.ndarray, back: int, dst: np.ndarray | None = None) -> np.ndarray:
-    """Scale H, S, V of a BGR image through lookup tables, then convert with ``back`` (into ``dst`` if given)."""
+    gains = rng.uniform(-1, 1, 3) * np.array([hgain, sgain, vgain]) + 1
     hue, sat, val = cv2.split(cv2.cvtColor(img, cv2.COLOR_BGR2HSV))
     x = np.arange(256, dtype=np.float64)
     lut_hue = ((x * gains[0]) % 180).astype(np.uint8)
     lut_sat = np.clip(x * gains[1], 0, 255).astype(np.uint8)
     lut_val = np.clip(x * gains[2], 0, 255).astype(np.uint8)
     hsv = cv2.merge((cv2.LUT(hue, lut_hue), cv2.LUT(sat, lut_sat), cv2.LUT(val, lut_val)))
-    return cv2.cvtColor(hsv, back, dst=dst)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
 def fliplr(img: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

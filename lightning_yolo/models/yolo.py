@@ -176,12 +176,36 @@ def build_layers(d: dict, ch: int, source: str = "dict") -> tuple[nn.Sequential,
     Returns:
         (layers indexed by row, sorted row indices whose outputs later rows read, one LayerSpec per row).
     """
+    layers, specs, save = [], [], set()
+    for i, (row, f, repeats, name, args, n_copies) in enumerate(plan_layers(d, ch, source)):
+        block = MODULES[name]
+        try:
+            layer = nn.Sequential(*(block(*args) for _ in range(n_copies))) if n_copies > 1 else block(*args)
+        except (TypeError, ValueError, IndexError, KeyError) as e:
+            raise ConfigError(f"{source}: row {i} {str(row)[:200]}: cannot build {name}: {e}") from None
+        params = sum(p.numel() for p in layer.parameters())
+        specs.append(LayerSpec(i, f, repeats, name, args, params))
+        save.update(j % i for j in ([f] if isinstance(f, int) else f) if j != -1)
+        layers.append(layer)
+    return nn.Sequential(*layers), sorted(save), specs
+
+
+def plan_layers(d: dict, ch: int, source: str = "dict") -> list[tuple[Any, Any, int, str, list, int]]:
+    """Check every row and resolve its constructor arguments without allocating anything.
+
+    Returns:
+        Per row: the row as written, its ``from``, its repeats after depth scaling, the module name, the final
+        constructor arguments and the number of copies to build.
+
+    Raises:
+        ConfigError: a row is malformed, names an unknown module, or scales beyond MAX_REPEATS / MAX_CHANNELS.
+    """
     nc, gd, gw, anchors = d["nc"], d["depth_multiple"], d["width_multiple"], d["anchors"]
     na = len(anchors[0]) // 2 if isinstance(anchors, list) else anchors
     n_out = na * (nc + 5)
     symbols = {"nc": nc, "anchors": anchors, "None": None, "True": True, "False": False}
     rows = list(d["backbone"]) + list(d["head"])
-    layers, specs, save, chans = [], [], set(), [ch]
+    planned, chans = [], [ch]
     for i, row in enumerate(rows):
         f, n, name, args = _check_row(row, i, source)
         block = MODULES[name]
@@ -192,19 +216,13 @@ def build_layers(d: dict, ch: int, source: str = "dict") -> tuple[nn.Sequential,
             raise ConfigError(f"{where}: {repeats} repeats after depth scaling (at most {MAX_REPEATS})")
         try:
             args, c_out, n_copies = _block_args(block, _resolve_args(args, symbols), f, repeats, chans, gw, n_out)
-            _check_channels(args, c_out, where)
-            layer = nn.Sequential(*(block(*args) for _ in range(n_copies))) if n_copies > 1 else block(*args)
-        except ConfigError:
-            raise
         except (TypeError, ValueError, IndexError, KeyError) as e:
             raise ConfigError(f"{where}: cannot build {name}: {e}") from None
-        params = sum(p.numel() for p in layer.parameters())
-        specs.append(LayerSpec(i, f, repeats, name, args, params))
-        save.update(j % i for j in ([f] if isinstance(f, int) else f) if j != -1)
-        layers.append(layer)
+        _check_channels(args, c_out, where)
+        planned.append((row, f, repeats, name, args, n_copies))
         chans = chans if i else []  # after row 0, chans[j] is the output channel count of row j
         chans.append(c_out if c_out is not None else c_in)
-    return nn.Sequential(*layers), sorted(save), specs
+    return planned
 
 
 def _check_channels(args: list, c_out: int | None, where: str) -> None:

@@ -75,3 +75,37 @@ def write_image():
 def write_yaml():
     """``write_yaml(path, text) -> path``: write a yaml file."""
     return _write_yaml
+
+
+def _mosaic_canvas(tiles: list, center: tuple[int, int], img_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference mosaic canvas, pixel by pixel, and its labels, written from the layout rule alone.
+
+    A canvas pixel belongs to the tile of its quadrant around the centre; upper tiles end at the centre row, lower
+    ones start there (columns likewise). Labels move with their tile, are clipped to the ``2s`` canvas, and boxes
+    left without width or height are dropped.
+    """
+    xc, yc, size = center[0], center[1], 2 * img_size
+    canvas = np.full((size, size, 3), 114, np.uint8)
+    for y in range(size):
+        for x in range(size):
+            img = tiles[(2 if y >= yc else 0) + (1 if x >= xc else 0)][0]
+            h, w = img.shape[:2]
+            ty = y - (yc - h) if y < yc else y - yc
+            tx = x - (xc - w) if x < xc else x - xc
+            if 0 <= ty < h and 0 <= tx < w:
+                canvas[y, x] = img[ty, tx]
+    rows = []
+    for i, (img, labels) in enumerate(tiles):
+        h, w = img.shape[:2]
+        dx, dy = (xc - w if i in (0, 2) else xc), (yc - h if i in (0, 1) else yc)
+        for c, x1, y1, x2, y2 in np.asarray(labels, np.float64):
+            box = np.clip([x1 + dx, y1 + dy, x2 + dx, y2 + dy], 0, size)
+            if box[2] > box[0] and box[3] > box[1]:
+                rows.append([c, *box])
+    return canvas, np.array(rows).reshape(-1, 5)
+
+
+@pytest.fixture
+def mosaic_canvas():
+    """``mosaic_canvas(tiles, center, img_size) -> (canvas, labels)``: a reference ``2s`` mosaic canvas of 4 tiles."""
+    return _mosaic_canvas

@@ -12,7 +12,7 @@ import torch
 from lightning_yolo.data.albument import YOLOV5_EXTRAS, AlbumentationsAugment, build_transform
 from lightning_yolo.data.transforms import (
     as_labels,
-    augment_hsv,
+    augment_hsv_to_rgb,
     box_candidates,
     empty_labels,
     fliplr,
@@ -238,8 +238,8 @@ def test_box_candidates_filtering():
     )
     np.testing.assert_array_equal(box_candidates(before, after), [True, False, False, True, False])
     np.testing.assert_array_equal(box_candidates(before, after, area_thr=0.05), [True, False, True, True, False])
-    before[4] = [0, 0, 300, 100]
-    np.testing.assert_array_equal(box_candidates(before, after, ar_thr=200, area_thr=0.01)[4], True)
+    after[4] = [0, 0, 247.5, 2.5]  # aspect ratio 99, just under the limit of 100
+    np.testing.assert_array_equal(box_candidates(before, after)[4], True)
 
 
 def test_random_perspective_pure_translation_exact():
@@ -340,29 +340,30 @@ def test_random_perspective_drops_boxes_that_leave_the_image():
 # --------------------------------------------------------------------------------------------------- colour
 
 
-def test_augment_hsv_matches_per_pixel_formula_in_place():
+@pytest.mark.parametrize("gains", [(0.015, 0.7, 0.4), (0.5, 0.5, 0.5)])
+def test_augment_hsv_matches_the_per_pixel_formula_in_rgb(gains):
     img = noise_image(np.random.default_rng(8), 12, 10)
     original = img.copy()
-    augment_hsv(img, 0.015, 0.7, 0.4, rng=np.random.default_rng(9))
-    assert img.shape == original.shape and img.dtype == np.uint8 and (img != original).any()
-    g = np.random.default_rng(9).uniform(-1, 1, 3) * [0.015, 0.7, 0.4] + 1
+    out = augment_hsv_to_rgb(img, *gains, rng=np.random.default_rng(9))
+    np.testing.assert_array_equal(img, original)  # a new array; the input is untouched
+    assert out.shape == img.shape and out.dtype == np.uint8 and out.flags.c_contiguous
+    g = np.random.default_rng(9).uniform(-1, 1, 3) * gains + 1
     hsv = cv2.cvtColor(original, cv2.COLOR_BGR2HSV).astype(np.float64)
     hsv[..., 0] = np.floor(hsv[..., 0] * g[0]) % 180
     hsv[..., 1] = np.floor(np.clip(hsv[..., 1] * g[1], 0, 255))
     hsv[..., 2] = np.floor(np.clip(hsv[..., 2] * g[2], 0, 255))
-    np.testing.assert_array_equal(img, cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR))
+    bgr = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)  # YOLOv5's augment_hsv result
+    np.testing.assert_array_equal(out, bgr[..., ::-1])
+    assert (out != original[..., ::-1]).any()
 
 
 def test_augment_hsv_zero_gains_and_seed():
     img = noise_image(np.random.default_rng(10), 8, 8)
-    same = img.copy()
     rng = np.random.default_rng(0)
-    augment_hsv(same, 0, 0, 0, rng=rng)
-    np.testing.assert_array_equal(same, img)
+    np.testing.assert_array_equal(augment_hsv_to_rgb(img, 0, 0, 0, rng=rng), img[..., ::-1])  # only BGR -> RGB
     assert rng.random() == np.random.default_rng(0).random()  # nothing drawn
-    a, b = img.copy(), img.copy()
-    augment_hsv(a, rng=np.random.default_rng(5))
-    augment_hsv(b, rng=np.random.default_rng(5))
+    a = augment_hsv_to_rgb(img, rng=np.random.default_rng(5))
+    b = augment_hsv_to_rgb(img, rng=np.random.default_rng(5))
     np.testing.assert_array_equal(a, b)
 
 

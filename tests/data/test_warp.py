@@ -6,14 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from lightning_yolo.data.mosaic import mosaic4, plan_mosaic, render_mosaic, tile_offsets
-from lightning_yolo.data.transforms import (
-    augment_hsv,
-    augment_hsv_to_rgb,
-    empty_labels,
-    random_perspective,
-    warp_labels,
-)
+from lightning_yolo.data.dataset import AugmentSettings
+from lightning_yolo.data.mosaic import plan_mosaic, render_mosaic, tile_offsets
+from lightning_yolo.data.transforms import empty_labels, random_perspective, warp_labels
 from lightning_yolo.data.warp import Region, is_axis_aligned, snap_axis_aligned, snappable, warp_axis_aligned
 
 S = 64
@@ -27,6 +22,11 @@ def scale_translate(s: float, tx: float, ty: float) -> np.ndarray:
 def smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Noise blurred to a few grey levels per pixel of slope, so interpolation error stays measurable."""
     return cv2.GaussianBlur(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8), (0, 0), 3)
+
+
+def geometry(**ranges: float) -> dict[str, float]:
+    """Warp ranges of ``hyp.scratch-low`` (translate 0.1, scale 0.5, no rotation, shear or perspective), overridden."""
+    return AugmentSettings(**ranges).geometry()
 
 
 def tiles(seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -123,7 +123,7 @@ def test_snap_is_only_used_for_axis_aligned_warps_that_shrink_at_most_2x():
 
 
 def test_strong_shrink_mosaics_keep_the_canvas_warp():
-    plans = [plan_mosaic(S, np.random.default_rng(seed), scale=0.9, snap=True) for seed in range(40)]
+    plans = [plan_mosaic(S, np.random.default_rng(seed), geometry(scale=0.9), snap=True) for seed in range(40)]
     for plan in plans:
         assert (plan.region is None) == (plan.scale < 0.5)
         if plan.region is not None:
@@ -132,12 +132,12 @@ def test_strong_shrink_mosaics_keep_the_canvas_warp():
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_snapped_mosaic_is_the_canvas_region_resized_with_exact_boxes(seed: int):
+def test_snapped_mosaic_is_the_canvas_region_resized_with_exact_boxes(seed: int, mosaic_canvas):
     samples = tiles(seed)
-    plan = plan_mosaic(S, np.random.default_rng(seed), translate=0.2, scale=0.5, snap=True)
+    plan = plan_mosaic(S, np.random.default_rng(seed), geometry(translate=0.2), snap=True)
     assert plan.region is not None
     img, labels = render_mosaic(plan, [(im, lb, im.shape[:2]) for im, lb in samples])
-    canvas, canvas_labels = mosaic4(samples, S, rng=np.random.default_rng(0), center=plan.center)
+    canvas, canvas_labels = mosaic_canvas(samples, plan.center, S)
     np.testing.assert_array_equal(img, warp_axis_aligned(canvas, plan.region, plan.out_wh))
     expected = warp_labels(canvas_labels, plan.matrix, plan.out_wh, scale=plan.scale)
     np.testing.assert_allclose(labels, expected, rtol=0, atol=1e-4)
@@ -146,10 +146,10 @@ def test_snapped_mosaic_is_the_canvas_region_resized_with_exact_boxes(seed: int)
 @pytest.mark.parametrize("snap", [True, False])
 def test_tiles_the_plan_does_not_need_change_nothing(snap: bool):
     skipped = 0
-    geometry = dict(degrees=0 if snap else 10, translate=0.3, scale=0.5, shear=0 if snap else 3)
+    ranges = geometry(degrees=0 if snap else 10, translate=0.3, shear=0 if snap else 3)
     for seed in range(60):
         samples = tiles(seed)
-        plan = plan_mosaic(S, np.random.default_rng(seed), **geometry, snap=snap)
+        plan = plan_mosaic(S, np.random.default_rng(seed), ranges, snap=snap)
         hws = [im.shape[:2] for im, _ in samples]
         full = [(im, lb, hw) for (im, lb), hw in zip(samples, hws, strict=True)]
         needed = [plan.needs(o, hw) for o, hw in zip(tile_offsets(plan.center, hws), hws, strict=True)]
@@ -163,25 +163,16 @@ def test_tiles_the_plan_does_not_need_change_nothing(snap: bool):
 
 def test_render_refuses_a_needed_tile_that_was_not_loaded():
     samples = tiles(0)
-    plan = plan_mosaic(S, np.random.default_rng(0), snap=True)
+    plan = plan_mosaic(S, np.random.default_rng(0), geometry(), snap=True)
     lazy = [(None, lb, im.shape[:2]) for im, lb in samples]
     with pytest.raises(ValueError, match="not loaded"):
         render_mosaic(plan, lazy)
 
 
 def test_perspective_plan_needs_every_tile_on_the_canvas():
-    plan = plan_mosaic(S, np.random.default_rng(0), perspective=0.001)
+    plan = plan_mosaic(S, np.random.default_rng(0), geometry(perspective=0.001))
     assert plan.region is None and plan.window is None
     assert plan.needs((0, 0), (10, 10)) and not plan.needs((-20, -20), (10, 10))  # that one is off the canvas
-
-
-def test_augment_hsv_to_rgb_is_augment_hsv_then_rgb():
-    img = smooth_image(np.random.default_rng(3), 30, 40)
-    for gains in [(0.015, 0.7, 0.4), (0.5, 0.5, 0.5), (0, 0, 0)]:
-        bgr = img.copy()
-        augment_hsv(bgr, *gains, rng=np.random.default_rng(5))
-        rgb = augment_hsv_to_rgb(img, *gains, rng=np.random.default_rng(5))
-        np.testing.assert_array_equal(rgb, bgr[..., ::-1])
 
 
 @pytest.mark.parametrize("seed", range(10))
