@@ -19,6 +19,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lightning_yolo.callbacks.autoanchor import AutoAnchor
+from lightning_yolo.callbacks.early_stopping import EarlyStopping
 from lightning_yolo.callbacks.plots import RunPlots
 from lightning_yolo.callbacks.results import ResultsCSV
 from lightning_yolo.callbacks.throughput import Throughput
@@ -107,6 +108,15 @@ class YOLOCLI(LightningCLI):
         parser.add_argument("--project", type=str | None, default=None, help="Parent folder of run folders.")
         parser.add_argument("--name", type=str, default="exp", help="Run folder name (numbered when it exists).")
         parser.add_argument("--exist_ok", type=bool, default=False, help="Reuse an existing run folder.")
+        parser.add_argument(
+            "--patience", type=int, default=100, help="Stop after this many epochs without a better fitness (0: never)."
+        )
+        parser.add_argument(
+            "--save_period", type=int, default=-1, help="Also keep weights/epochN.ckpt every N epochs (-1: none)."
+        )
+        parser.add_argument("--nosave", type=bool, default=False, help="Write last/best only after the final epoch.")
+        parser.add_argument("--noval", type=bool, default=False, help="Validate only after the final epoch.")
+        parser.add_argument("--noplots", type=bool, default=False, help="Draw no pictures at all.")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then check ``--ckpt_path`` once, before Lightning reads the checkpoint's hyperparameters.
@@ -140,13 +150,24 @@ class YOLOCLI(LightningCLI):
         config.data.stride = architecture_stride(config.model.cfg)
         if config.get("weights_only") is None:
             config.weights_only = True
-        callbacks: list[Any] = []
-        if subcommand == "fit":
-            callbacks = [RunCheckpoints(run_dir / "weights"), ResultsCSV(run_dir)]
-        self.trainer_defaults["callbacks"] = callbacks
+        self.trainer_defaults["callbacks"] = self._run_callbacks(config, run_dir) if subcommand == "fit" else []
+        if config.noplots:
+            config.plots.enabled = False
+            config.wandb.max_images = 0
+        if subcommand == "fit" and config.noval and (config.trainer.max_epochs or -1) > 0:
+            config.trainer.check_val_every_n_epoch = config.trainer.max_epochs  # the final epoch only
         resume_from = config.get("ckpt_path") if subcommand == "fit" else None
         configure_loggers_for_run(config.trainer.logger, run_dir, resume_from)
         log.info("run folder: %s", run_dir)
+
+    @staticmethod
+    def _run_callbacks(config: Any, run_dir: Path) -> list[Any]:
+        """What every fit gets: checkpoints (with ``--save_period`` / ``--nosave``), results.csv, early stopping."""
+        checkpoints = RunCheckpoints(run_dir / "weights", save_period=config.save_period, final_only=config.nosave)
+        callbacks = [checkpoints, ResultsCSV(run_dir)]
+        if config.patience > 0:
+            callbacks.append(EarlyStopping(config.patience))
+        return callbacks
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         if not self.config_init[self.subcommand].trainer.get("plugins"):

@@ -111,7 +111,8 @@ class YOLOModule(LightningModule):
         fl_gamma: Focal loss gamma (0 disables focal loss).
         label_smoothing: Label smoothing epsilon.
         ema: Keep an exponential moving average of the weights for validation and saving.
-        freeze: Indices of model layers to freeze (e.g. ``[0, 1, ..., 9]`` for the backbone).
+        freeze: Layers to freeze, as YOLOv5's ``--freeze``: an integer N freezes the first N layers (10 is the
+            backbone of the P5 models), a list names layer indices (``[0, 1, 2]``).
         multi_scale: Resize each training batch to a random size in 0.5-1.5x imgsz.
         max_grad_norm: Gradient-norm clipping threshold.
         conf_thres: Validation confidence threshold.
@@ -149,7 +150,7 @@ class YOLOModule(LightningModule):
         fl_gamma: float = 0.0,
         label_smoothing: float = 0.0,
         ema: bool = True,
-        freeze: list[int] | None = None,
+        freeze: int | list[int] | None = None,
         multi_scale: bool = False,
         max_grad_norm: float = 10.0,
         conf_thres: float = 0.001,
@@ -164,7 +165,7 @@ class YOLOModule(LightningModule):
         )  # before the model is built: a bad value fails fast, naming its key
         self.automatic_optimization = False
         self.model = self._build_model(cfg, weights, nc, names)
-        self._freeze(freeze or [])
+        self._freeze(list(range(freeze)) if isinstance(freeze, int) else list(freeze or []))
         if channels_last:
             self.model.to(memory_format=torch.channels_last)  # before the EMA copy, so both share the layout
         detect = self.model.model[-1]

@@ -84,6 +84,7 @@ MODEL_RULES: dict[str, Rule] = {
     "conf_thres": (_fraction, "in [0, 1]"),
     "iou_thres": (_fraction, "in [0, 1]"),
     "max_det": AT_LEAST_ONE,
+    "freeze": (lambda v: v is None or (v >= 0 if isinstance(v, int) else all(i >= 0 for i in v)), ">= 0"),
 }
 """``model.<key>`` -> rule."""
 

@@ -68,6 +68,7 @@ class RunPlots(Callback):
         val_batches: Validation batches drawn with labels and with predictions (YOLOv5 draws 3).
         max_subplots: Images per batch picture (16 gives a 4x4 grid).
         log_images: Hand the pictures to the W&B and TensorBoard loggers.
+        enabled: Draw anything at all (False is YOLOv5's ``--noplots``).
     """
 
     def __init__(
@@ -78,7 +79,9 @@ class RunPlots(Callback):
         val_batches: int = 3,
         max_subplots: int = 16,
         log_images: bool = True,
+        enabled: bool = True,
     ) -> None:
+        self.enabled = enabled
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.labels, self.train_batches, self.val_batches = labels, train_batches, val_batches
         self.max_subplots, self.log_images = max_subplots, log_images
@@ -98,7 +101,7 @@ class RunPlots(Callback):
 
     # ------------------------------------------------------------------------------------------------ fit start
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not (self.labels and trainer.is_global_zero):
+        if not (self.enabled and self.labels and trainer.is_global_zero):
             return
         found = training_labels(trainer)
         if found is None:
@@ -115,7 +118,9 @@ class RunPlots(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         # YOLOv5 draws the first iterations of a fit: a fit resumed after epoch 0 draws none
-        if trainer.current_epoch > 0 or batch_idx >= self.train_batches or not trainer.is_global_zero:
+        if not self.enabled or trainer.current_epoch > 0 or batch_idx >= self.train_batches:
+            return
+        if not trainer.is_global_zero:
             return
         from lightning_yolo.plots import plot_images
 
@@ -128,7 +133,7 @@ class RunPlots(Callback):
 
     # ------------------------------------------------------------------------------------------------ evaluation
     def _keep(self, trainer: pl.Trainer, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or dataloader_idx != 0:
+        if not self.enabled or trainer.sanity_checking or not trainer.is_global_zero or dataloader_idx != 0:
             return
         if batch_idx < self.val_batches and isinstance(outputs, dict) and "detections" in outputs:
             self._batches[batch_idx] = _keep_batch(batch, outputs["detections"], self.max_subplots)
@@ -138,7 +143,7 @@ class RunPlots(Callback):
             self._batches = {}
 
     def _on_evaluation_end(self, trainer: pl.Trainer, pl_module: DetectorModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if not self.enabled or trainer.sanity_checking or not trainer.is_global_zero:
             return
         results = pl_module.last_results
         self._results = {k: v.detach().cpu() for k, v in results.items()} if results else None
@@ -170,12 +175,12 @@ class RunPlots(Callback):
 
     # ------------------------------------------------------------------------------------------------ fit end
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.is_global_zero:
+        if self.enabled and trainer.is_global_zero:
             self.write_final(trainer, pl_module)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         # an interrupted fit still leaves the pictures of its last validation
-        if trainer.is_global_zero and trainer.state.fn == "fit":
+        if self.enabled and trainer.is_global_zero and trainer.state.fn == "fit":
             try:
                 self.write_final(trainer, pl_module)
             except Exception as err:  # noqa: BLE001 - never hide the exception that stopped the fit

@@ -45,14 +45,19 @@ class RunCheckpoints(Checkpoint):
 
     Args:
         dirpath: The run's ``weights`` folder.
+        save_period: Also keep ``epoch{N}.ckpt`` every ``save_period`` epochs (0-based epochs 0, N, 2N, ... as
+            YOLOv5's ``--save-period``); 0 or less keeps none.
+        final_only: Write ``last`` and ``best`` only after the final epoch (YOLOv5's ``--nosave``): a fit cut short
+            cannot be resumed.
     """
 
     monitor = FITNESS_KEY
     mode = "max"
     save_top_k = 1
 
-    def __init__(self, dirpath: str | Path) -> None:
+    def __init__(self, dirpath: str | Path, save_period: int = -1, final_only: bool = False) -> None:
         self.dirpath = Path(dirpath)
+        self.save_period, self.final_only = save_period, final_only
         self.best_fitness = -math.inf
         self.best_epoch: int | None = None
         self.current_score: float | None = None
@@ -88,12 +93,21 @@ class RunCheckpoints(Checkpoint):
         if trainer.fast_dev_run or trainer.sanity_checking:
             return
         improved = self._improved(trainer)
+        epoch = trainer.current_epoch
+        final = trainer.should_stop or (trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs)
+        if self.final_only and not final:
+            return
         trainer.save_checkpoint(self.last_path)  # every rank calls it; the strategy writes on global rank 0
-        self.saved_epoch = trainer.current_epoch
-        if improved:
+        self.saved_epoch = epoch
+        copies = [self.best_path] if improved else []
+        if self.save_period > 0 and epoch % self.save_period == 0:
+            copies.append(self.dirpath / f"epoch{epoch}.ckpt")
+        if copies:
             if trainer.is_global_zero:
-                atomic_write_bytes(self.last_path.read_bytes(), self.best_path)
-            trainer.strategy.barrier("best-checkpoint")
+                data = self.last_path.read_bytes()
+                for path in copies:
+                    atomic_write_bytes(data, path)
+            trainer.strategy.barrier("checkpoint-copies")
         for logger in trainer.loggers:
             logger.after_save_checkpoint(self)
 
