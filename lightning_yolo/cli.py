@@ -9,6 +9,7 @@ one folder (``<project>/<name>``, numbered like YOLOv5: ``exp``, ``exp2``, ...) 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -42,8 +43,9 @@ from lightning_yolo.checkpoints.runs import (
 )
 from lightning_yolo.data.datamodule import YOLODataModule
 from lightning_yolo.errors import CheckpointError, ConfigError, NonFiniteError
+from lightning_yolo.models.weights import load_weights
 from lightning_yolo.models.yolo import load_config, plan_layers
-from lightning_yolo.module import YOLOModule
+from lightning_yolo.module import YOLOModule, architecture
 from lightning_yolo.settings import TRAINER_RULES, check_settings, load_yaml
 
 log = logging.getLogger("lightning_yolo")
@@ -101,6 +103,8 @@ class YOLOCLI(LightningCLI):
         parser.link_arguments("data.names", "model.names", apply_on="instantiate")
         parser.link_arguments("data.imgsz", "model.imgsz", apply_on="instantiate")  # rounded to the stride
         parser.link_arguments("data.batch_size", "model.batch_size")
+        if "verbose" in parser.get_defaults():
+            parser.set_defaults(verbose=False)  # validate / test print val.py's table, not Lightning's
         parser.add_lightning_class_args(AutoAnchor, "autoanchor")
         parser.add_lightning_class_args(RunPlots, "plots")
         parser.add_lightning_class_args(WandbLogging, "wandb")
@@ -117,6 +121,12 @@ class YOLOCLI(LightningCLI):
         parser.add_argument("--nosave", type=bool, default=False, help="Write last/best only after the final epoch.")
         parser.add_argument("--noval", type=bool, default=False, help="Validate only after the final epoch.")
         parser.add_argument("--noplots", type=bool, default=False, help="Draw no pictures at all.")
+        parser.add_argument(
+            "--allow_partial_weights",
+            type=bool,
+            default=False,
+            help="Let validate/test run a model that --model.weights only partly initialises.",
+        )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then check ``--ckpt_path`` once, before Lightning reads the checkpoint's hyperparameters.
@@ -147,7 +157,7 @@ class YOLOCLI(LightningCLI):
         check_settings("trainer", config.trainer, TRAINER_RULES)
         run_dir = self._resolve_run(config, _project(config, subcommand), subcommand)
         config.trainer.default_root_dir = str(run_dir)
-        config.data.stride = architecture_stride(config.model.cfg)
+        config.data.stride = architecture_stride(self._architecture(config))
         if config.get("weights_only") is None:
             config.weights_only = True
         self.trainer_defaults["callbacks"] = self._run_callbacks(config, run_dir) if subcommand == "fit" else []
@@ -195,10 +205,32 @@ class YOLOCLI(LightningCLI):
             self.state.claimed.append(run_dir)
         return run_dir
 
+    @staticmethod
+    def _architecture(config: Any) -> str | dict:
+        """``--model.cfg``, else the architecture stored in ``--model.weights``, else yolov5s (as the module does)."""
+        weights = load_weights(config.model.weights) if config.model.cfg is None and config.model.weights else None
+        return architecture(config.model.cfg, weights)
+
     def after_instantiate_classes(self) -> None:
         self.state.trainer = self.trainer
+        if self.subcommand in ("validate", "test"):
+            self._refuse_partial_model()
         if self.subcommand == "fit" and self.checked_checkpoint is not None:
             self._compare_with_resumed(self.checked_checkpoint[1].get("hyper_parameters", {}))
+
+    def _refuse_partial_model(self) -> None:
+        """validate / test of a model that its weights do not fully initialise is an error, unless asked for."""
+        config = self.config[self.subcommand]
+        if config.get("ckpt_path") or self.model.transferred is None or config.allow_partial_weights:
+            return
+        done, total = self.model.transferred
+        if done < total:
+            raise ConfigError(
+                f"{config.model.weights}: only {done}/{total} tensors of the model were initialised from it "
+                f"(--model.cfg {_describe_cfg(config.model.cfg)}, nc={self.model.model.model[-1].nc}); "
+                f"{self.subcommand} would measure a partly random model. Leave --model.cfg out to use the "
+                "file's architecture, or pass --allow_partial_weights true if that is what you mean"
+            )
 
     def _compare_with_resumed(self, hparams: dict[str, Any]) -> None:
         """Warn when a resumed fit trains at another image size or on other classes, and keep the old config."""
@@ -217,6 +249,10 @@ class YOLOCLI(LightningCLI):
             "; ".join(changes),
             f" (the previous config is kept as {kept})" if kept else "",
         )
+
+
+def _describe_cfg(cfg: Any) -> str:
+    return "from the weights" if cfg is None else ("<dict>" if isinstance(cfg, dict) else str(cfg))
 
 
 def _short(names: Any, shown: int = 4) -> str:
@@ -258,6 +294,33 @@ def _export() -> Any:
     return export_main
 
 
+FRAMEWORK_NOISE = re.compile(r"^(💡 Tip:|GPU available:|TPU available:|HPU available:|`weights_only` was not set)")
+"""Lightning's info lines that say nothing about the run: product tips, absent accelerators."""
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not FRAMEWORK_NOISE.match(str(record.getMessage()))
+
+
+def quiet_framework() -> None:
+    """Keep the console about the run: no framework tips, accelerator roll calls or deprecation notices."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in logger.filters):
+            logger.addFilter(_DropNoise())
+        for child in ("utilities.rank_zero", "accelerators.cuda"):
+            logging.getLogger(f"{name}.{child}").addFilter(_DropNoise())
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*is deprecated")
+    warnings.filterwarnings("ignore", message=r"No seed found")  # validate / test draw nothing at random
+    # The EMA copy is deliberately kept in eval mode; Lightning would warn about it at every fit start.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    # Epoch-level values logged without sync_dist (metrics, val losses, lr) are already equal on every DDP rank.
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True")
+
+
 def _exit_interrupted() -> None:
     """Exit with 143 (128 + SIGTERM): a stopped fit must not look like a finished one to ``fit && deploy``."""
     print(f"error: {rank_label()}: interrupted by SIGTERM (exit status 143)", file=sys.stderr)
@@ -289,10 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the command line; known input errors exit with status 2 and one message, no traceback."""
     args = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    # The EMA copy is deliberately kept in eval mode; Lightning would warn about it at every fit start.
-    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-    # Epoch-level values logged without sync_dist (metrics, val losses, lr) are already equal on every DDP rank.
-    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True")
+    quiet_framework()
     if args and args[0] in TOOLS:
         sys.exit(TOOLS[args[0]]()(args[1:]))
     state = RunState()
@@ -304,7 +364,13 @@ def main(argv: list[str] | None = None) -> None:
             args=argv,
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
-            trainer_defaults={"max_epochs": 100, "logger": False, "num_sanity_val_steps": 0},
+            # the model summary is YOLOv5's line, printed by the module at fit start
+            trainer_defaults={
+                "max_epochs": 100,
+                "logger": False,
+                "num_sanity_val_steps": 0,
+                "enable_model_summary": False,
+            },
             parser_kwargs={
                 "description": "lightning_yolo: YOLOv5 training on PyTorch Lightning. "
                 "Also: `python -m lightning_yolo predict|export|convert --help`."

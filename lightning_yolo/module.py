@@ -33,7 +33,7 @@ from lightning_yolo.evaluation.metric import BatchMean, DetectionMetric
 from lightning_yolo.evaluation.table import format_results_table
 from lightning_yolo.loss import YOLOLoss, scale_loss_gains
 from lightning_yolo.models.ema import ModelEMA
-from lightning_yolo.models.weights import transfer_state_dict
+from lightning_yolo.models.weights import Weights, load_weights, transfer_state_dict
 from lightning_yolo.models.yolo import DetectionModel
 from lightning_yolo.ops.boxes import scale_boxes, xywh_to_xyxy
 from lightning_yolo.ops.nms import non_max_suppression
@@ -55,29 +55,15 @@ log = logging.getLogger("lightning_yolo")
 LOSS_NAMES = ("box_loss", "obj_loss", "cls_loss")
 
 
-def checkpoint_weights(checkpoint: dict[str, Any], path: str | Path) -> dict[str, torch.Tensor]:
-    """The model weights of a read lightning_yolo checkpoint: its EMA when present, else the trained model."""
-    from lightning_yolo.models.weights import WeightsError
-
-    state = checkpoint["state_dict"]
-    for prefix in ("ema.module.", "model."):
-        weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if weights:
-            return weights
-    raise WeightsError(f"{path}: checkpoint holds no model weights")
+DEFAULT_CFG = "yolov5s.yaml"
+"""The architecture when neither ``cfg`` nor ``weights`` says one (YOLOv5's ``train.py`` default)."""
 
 
-def initial_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """Model weights from an official ``.pt``, a converted weights file or a lightning_yolo checkpoint (its EMA).
-
-    Lightning checkpoints are read with ``weights_only=True`` (`read_checkpoint`); everything else goes through the
-    safe importer.
-    """
-    from lightning_yolo.models.weights import load_weights
-
-    if str(path).endswith(".ckpt"):
-        return checkpoint_weights(read_checkpoint(path), path)
-    return load_weights(path).state_dict
+def architecture(cfg: str | dict | None, weights: Weights | None) -> str | dict:
+    """The architecture to build: ``cfg`` when given, else the one stored with ``weights``, else yolov5s."""
+    if cfg is not None:
+        return cfg
+    return dict(weights.yaml) if weights is not None else DEFAULT_CFG
 
 
 class YOLOModule(LightningModule):
@@ -85,9 +71,11 @@ class YOLOModule(LightningModule):
 
     Args:
         cfg: Architecture: a shipped name (``yolov5n.yaml`` ... ``yolov5x6.yaml``), a path to a YOLOv5-format YAML,
-            or the resolved architecture dict (what checkpoints store).
+            or the resolved architecture dict (what checkpoints store). Default: the architecture stored in
+            ``weights`` (as YOLOv5's ``--weights yolov5n.pt``), else ``yolov5s.yaml``.
         weights: Initial weights: an official YOLOv5 ``.pt``, a converted weights file or a lightning_yolo
-            checkpoint. Tensors whose name and shape match are transferred; the report says how many.
+            checkpoint. Tensors whose name and shape match are transferred; the report says how many (all of
+            them when the architecture comes from the file and nc is the file's).
         nc: Number of classes (linked from the data module).
         names: Class names (linked from the data module).
         imgsz: Training image size in pixels (linked from the data module); scales the objectness gain.
@@ -125,7 +113,7 @@ class YOLOModule(LightningModule):
 
     def __init__(
         self,
-        cfg: str | dict = "yolov5s.yaml",
+        cfg: str | dict | None = None,
         weights: str | None = None,
         nc: int | None = None,
         names: list[str] | None = None,
@@ -164,6 +152,8 @@ class YOLOModule(LightningModule):
             "model", self.hparams, MODEL_RULES
         )  # before the model is built: a bad value fails fast, naming its key
         self.automatic_optimization = False
+        self.transferred: tuple[int, int] | None = None
+        """``(tensors transferred, tensors in the model)`` from ``weights``; None without initial weights."""
         self.model = self._build_model(cfg, weights, nc, names)
         self._freeze(list(range(freeze)) if isinstance(freeze, int) else list(freeze or []))
         if channels_last:
@@ -194,15 +184,29 @@ class YOLOModule(LightningModule):
         """The metrics of the latest validation or test (``DetectionMetric.compute``); None before the first."""
 
     # ----------------------------------------------------------------------------------------------- construction
-    @staticmethod
-    def _build_model(cfg: str | dict, weights: str | None, nc: int | None, names: list[str] | None) -> DetectionModel:
-        """Build the architecture for ``nc`` classes and transfer ``weights`` into it when given."""
-        model = DetectionModel(cfg, nc=nc)
-        if weights:
-            transfer_state_dict(model, initial_state_dict(weights))
+    def _build_model(
+        self, cfg: str | dict | None, weights: str | None, nc: int | None, names: list[str] | None
+    ) -> DetectionModel:
+        """Build the architecture (``cfg``, else the one stored in ``weights``) for ``nc`` classes and transfer
+        ``weights`` into it."""
+        initial = load_weights(weights) if weights else None
+        model = DetectionModel(architecture(cfg, initial), nc=nc)
+        if initial is not None:
+            self.transferred = transfer_state_dict(model, initial.state_dict)
         if names is not None:
             model.names = list(names)
+        elif initial is not None and len(initial.names) == model.model[-1].nc:
+            model.names = list(initial.names)
         return model
+
+    @classmethod
+    def from_weights(cls, weights: str | Path, **kwargs: Any) -> YOLOModule:
+        """A ready module from any weights file (official ``.pt``, converted file, training ``.ckpt``): its
+        architecture, its class names and every tensor, with ``kwargs`` as further settings (``conf_thres``, ...).
+
+        ``YOLOModule.from_weights("yolov5n.pt")`` is what ``validate --model.weights yolov5n.pt`` builds.
+        """
+        return cls(weights=str(weights), **kwargs)
 
     def _freeze(self, layers: list[int]) -> None:
         """Stop gradients for the listed layer indices (YOLOv5 ``--freeze``)."""
@@ -268,6 +272,10 @@ class YOLOModule(LightningModule):
     def _lr_lambda(self) -> Any:
         epochs = max(self.trainer.max_epochs or 1, 1)
         return lr_lambda(epochs, self.hparams.lrf, self.hparams.cos_lr)
+
+    def on_fit_start(self) -> None:
+        if self.trainer.is_global_zero:
+            log.info(self.model.summary())  # YOLOv5's line: layers, parameters, GFLOPs at 640
 
     def on_train_start(self) -> None:
         # The number of batches per epoch is known only once the train loader exists; a resumed run's schedule

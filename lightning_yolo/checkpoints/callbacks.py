@@ -97,7 +97,9 @@ class RunCheckpoints(Checkpoint):
         final = trainer.should_stop or (trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs)
         if self.final_only and not final:
             return
-        trainer.save_checkpoint(self.last_path)  # every rank calls it; the strategy writes on global rank 0
+        trainer.save_checkpoint(
+            self.last_path, weights_only=False
+        )  # every rank calls it; the strategy writes on global rank 0
         self.saved_epoch = epoch
         copies = [self.best_path] if improved else []
         if self.save_period > 0 and epoch % self.save_period == 0:

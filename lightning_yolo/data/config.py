@@ -10,8 +10,10 @@ A dataset yaml is the YOLOv5 format, read unchanged::
     names: {0: person, 1: bicycle}   # or a list: [person, bicycle]
     download: ...               # ignored: never executed, never fetched
 
-Every problem raises :class:`DatasetError` with a message naming the yaml and key, or the path (a list entry as
-``list.txt:line``).
+The yaml is read by :func:`lightning_yolo.settings.load_yaml` (safe loader; oversized files, deep nesting and alias
+bombs refused). Every problem raises :class:`DatasetError` with a message naming the yaml and key (a class name as
+``names[3]``), or the path (a list entry as ``list.txt:line``). A list file none of whose lines names an image is
+refused without quoting any of it: ``train: ../../etc/passwd`` must not print the file.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from lightning_yolo.errors import ConfigError
+from lightning_yolo.settings import load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +81,20 @@ def image_to_label_path(image: str | Path) -> Path:
 
 
 def read_dataset_yaml(yaml_path: str | Path) -> dict[str, Any]:
-    """Read a yaml file with ``yaml.safe_load`` (``!!python`` tags are refused) into a mapping."""
+    """Read a dataset yaml with :func:`lightning_yolo.settings.load_yaml` into a mapping.
+
+    Raises:
+        DatasetError: the file is missing, unreadable, not valid YAML (``!!python`` tags included), too large,
+            too deeply nested, an alias bomb, or not a mapping. The message starts with the path.
+    """
     path = Path(yaml_path)
     if not path.is_file():
         raise DatasetError(f"{path}: dataset yaml not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as err:
-        raise DatasetError(f"{path}: not a valid dataset yaml: {_one_line(err)}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: cannot read: {err}") from None
+        data = load_yaml(path)
+    except ConfigError as err:
+        reason = str(err).removeprefix(f"{path}: ")
+        raise DatasetError(f"{path}: not a valid dataset yaml: {reason}") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected a mapping with keys train, val, names; got {type(data).__name__}")
     return data
@@ -113,17 +120,41 @@ def load_dataset_config(yaml_path: str | Path) -> DatasetConfig:
 
 
 def parse_names(names: Any, yaml_path: Path) -> list[str]:
-    """Class names from a list or an ``{index: name}`` mapping whose keys are exactly the integers 0..n-1."""
+    """Class names from a list or an ``{index: name}`` mapping whose keys are exactly the integers 0..n-1.
+
+    Every name must be a string: ``names: [1, 2]``, a nested list, a mapping or null is refused naming the entry
+    (YOLOv5 would stringify them silently).
+    """
     if isinstance(names, (list, tuple)):
-        return [str(n) for n in names]
-    if not isinstance(names, dict):
+        values = list(names)
+    elif isinstance(names, dict):
+        bad = [k for k in names if not isinstance(k, int) or isinstance(k, bool)]
+        if bad:
+            raise DatasetError(f"{yaml_path}: key 'names' has non-integer keys {bad[:5]}; use 0: person, 1: car, ...")
+        if sorted(names) != list(range(len(names))):
+            raise DatasetError(f"{yaml_path}: key 'names' keys must be 0..{len(names) - 1} with none missing")
+        values = [names[i] for i in range(len(names))]
+    else:
         raise DatasetError(f"{yaml_path}: key 'names' must be a list or an {{index: name}} mapping")
-    bad = [k for k in names if not isinstance(k, int) or isinstance(k, bool)]
-    if bad:
-        raise DatasetError(f"{yaml_path}: key 'names' has non-integer keys {bad[:5]}; use 0: person, 1: car, ...")
-    if sorted(names) != list(range(len(names))):
-        raise DatasetError(f"{yaml_path}: key 'names' keys must be 0..{len(names) - 1} with none missing")
-    return [str(names[i]) for i in range(len(names))]
+    for index, name in enumerate(values):
+        if not isinstance(name, str):
+            raise DatasetError(f"{yaml_path}: key 'names': names[{index}]: must be a string, got {_kind(name)}")
+    return values
+
+
+def _kind(value: Any) -> str:
+    """What a YAML value is, for a message (scalars with their value, containers without their content)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({value}); quote it if it is a name"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r}); quote it if it is a name: '{value!r}'"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"
 
 
 def check_nc(nc: Any, names: list[str], yaml_path: Path) -> None:
@@ -198,17 +229,23 @@ def _images_in_folder(folder: Path) -> list[Path]:
 
 
 def _images_in_list(list_file: Path, root: Path | None) -> list[Path]:
+    """The images of a list file; its lines are quoted in messages only when they name an image file."""
     if not list_file.is_file():
-        raise DatasetError(f"{list_file}: not found")
+        reason = "not a regular file" if list_file.exists() else "not found"
+        raise DatasetError(f"{list_file}: {reason}")
     try:
         lines = list_file.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"{list_file}: cannot read list file: {err}") from None
+    entries = [(number, line.strip()) for number, line in enumerate(lines, 1) if line.strip()]
+    if entries and not any(is_image_file(entry) for _, entry in entries):
+        # e.g. ``train: ../../etc/passwd``: say what the file is not, never what it holds
+        raise DatasetError(
+            f"{list_file}: not a list of images: none of its {len(entries)} lines names an image file "
+            f"(formats: {', '.join(IMG_FORMATS)})"
+        )
     files, problems = [], []
-    for number, line in enumerate(lines, 1):
-        entry = line.strip()
-        if not entry:
-            continue
+    for number, entry in entries:
         path, problem = _resolve_list_line(entry, list_file.parent, root)
         if problem:
             problems.append(f"{list_file}:{number}: {problem}")
@@ -221,17 +258,16 @@ def _images_in_list(list_file: Path, root: Path | None) -> list[Path]:
 
 
 def _resolve_list_line(entry: str, parent: Path, root: Path | None) -> tuple[Path, str]:
-    """Resolve one list line; returns ``(path, problem)`` where ``problem`` is empty when the line is usable."""
+    """Resolve one list line; returns ``(path, problem)`` where ``problem`` is empty when the line is usable.
+
+    A line that does not name an image file is not quoted (it may be anything: a list file can be any file).
+    """
     path = Path(entry).expanduser()
     if not path.is_absolute():
         candidates = [parent / path] + ([root / path] if root is not None else [])
         path = next((c for c in candidates if c.exists()), candidates[0])
     if not is_image_file(path.name):
-        return path, f"'{entry}' is not an image file (formats: {', '.join(IMG_FORMATS)})"
+        return path, f"not an image file name (formats: {', '.join(IMG_FORMATS)})"
     if not path.is_file():
         return path, f"image not found: {path}"
     return Path(os.path.normpath(path.absolute())), ""
-
-
-def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split())

@@ -27,11 +27,13 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from pytorch_lightning import LightningDataModule
 from pytorch_lightning.accelerators import CPUAccelerator
 from torch.utils.data import DataLoader
 
+from lightning_yolo.data import image_cache
 from lightning_yolo.data.cache import files_fingerprint, label_cache_path, load_cache
 from lightning_yolo.data.config import (
     DatasetConfig,
@@ -156,6 +158,7 @@ class YOLODataModule(LightningDataModule):
         self.nc: int = len(self.names)
         self.scans: dict[str, ScanResult] = {}
         self.datasets: dict[str, YOLODataset] = {}
+        self._ram_fits: bool | None = None  # cache='ram': whether the splits of the first setup fit together
 
     # ------------------------------------------------------------------------------------------------ stages
     def prepare_data(self) -> None:
@@ -173,6 +176,7 @@ class YOLODataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets the stage needs (``fit``: train + val, ``validate``: val, ``test``: test or val)."""
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": (self.test_split,)}.get(stage or "fit", ())
+        self._plan_ram_cache([s for s in wanted if s not in self.datasets])
         for split in wanted:
             if split not in self.datasets:
                 self.datasets[split] = self.build_dataset(split)
@@ -221,6 +225,18 @@ class YOLODataModule(LightningDataModule):
         if not wait_for_label_cache(ready, path):
             log.info("%s: label cache folder not writable, scanning on this process too", split)
 
+    def _plan_ram_cache(self, splits: list[str]) -> None:
+        """With ``cache='ram'``, check the splits about to be built against one memory budget, all together.
+
+        Each dataset checks its own split again when it is built (then against the memory left after the ones
+        before it); checked alone, train and val could each fit while both together do not.
+        """
+        if self.cache != "ram" or not splits or self._ram_fits is not None:
+            return
+        shapes = np.concatenate([self.scan(split).shapes.reshape(-1, 2) for split in splits])
+        what = f"{len(shapes)} {'+'.join(splits)} images"
+        self._ram_fits = image_cache.ram_cache_fits(shapes, self.imgsz, self._devices_per_node(), what=what)
+
     def build_dataset(self, split: str) -> YOLODataset:
         """The dataset of one split: augmented for ``train``, rect-batched (pad 0.5) otherwise."""
         train = split == "train"
@@ -230,7 +246,7 @@ class YOLODataModule(LightningDataModule):
             augment=train,
             hyp=self.hyp,
             stride=self.stride,
-            cache=self.cache,
+            cache=None if self.cache == "ram" and self._ram_fits is False else self.cache,
             single_cls=self.single_cls,
             albumentations=self.use_albumentations,
             albumentations_extra=self.albumentations_extra,

@@ -144,7 +144,7 @@ class YOLODataset(Dataset):
     ) -> None:
         if not len(scan):
             raise DatasetError(f"{scan.split}: no usable images (see the warnings above)")
-        self.image_files = list(scan.image_files)
+        self.image_files, self.split = list(scan.image_files), scan.split
         self.shapes_hw = np.asarray(scan.shapes, dtype=np.int64).reshape(-1, 2)
         self.labels = [lb.copy() for lb in scan.labels]  # (k, 5) [class, x, y, w, h] normalised
         if single_cls:
@@ -299,7 +299,8 @@ class YOLODataset(Dataset):
         if cache is None:
             return
         if cache == "ram":
-            if image_cache.ram_cache_fits(self.shapes_hw, self.imgsz, ram_copies):
+            what = f"{len(self)} {self.split} images"
+            if image_cache.ram_cache_fits(self.shapes_hw, self.imgsz, ram_copies, what=what):
                 log.info("caching %d images in RAM", len(self))
                 self._ram = image_cache.fill_ram_cache(len(self), self._decode_resized, workers)
         elif cache == "disk":

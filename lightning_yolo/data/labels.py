@@ -4,6 +4,8 @@ A label file holds one object per line, ``class x_centre y_centre width height``
 [0, 1] by the image width and height. A line of ``class x1 y1 x2 y2 x3 y3 ...`` (a polygon, as in YOLOv5
 segmentation labels) is accepted and turned into its bounding box. UTF-8 with or without a byte-order mark, LF or
 CRLF line ends; blank lines are ignored. A missing or empty file means a background image (no objects).
+A label file that is not a regular file (a FIFO, socket, device or directory, also through a symlink) is never
+opened, and one larger than :data:`MAX_LABEL_BYTES` is never read: either costs its image, with the reason.
 
 An image whose label file has any bad line is skipped; :class:`LabelError` lists every bad line as
 ``file:line: reason``. The rules:
@@ -18,6 +20,8 @@ An image whose label file has any bad line is skipped; :class:`LabelError` lists
 from __future__ import annotations
 
 import math
+import os
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,6 +31,9 @@ from lightning_yolo.data.config import DatasetError
 
 COORD_TOLERANCE = 1e-3
 """How far outside [0, 1] a normalised coordinate may be and still be clipped into range instead of rejected."""
+
+MAX_LABEL_BYTES = 16 << 20
+"""Largest label file read (a label file of 10,000 boxes is about 400 kB)."""
 
 _MAX_PROBLEMS = 10  # bad lines quoted per file
 _EDGE_SLACK = 1e-6  # box edges this close outside the image are rounding noise of the text, left as written
@@ -65,11 +72,12 @@ def parse_label_file(path: str | Path, nc: int) -> ParsedLabels:
     """Read and validate one label file; a missing file is a background image.
 
     Raises:
-        LabelError: any line is malformed, or the file is unreadable or not UTF-8 text.
+        LabelError: any line is malformed, or the file is not a regular file, larger than :data:`MAX_LABEL_BYTES`,
+            unreadable or not UTF-8 text.
     """
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = read_label_bytes(path).decode("utf-8-sig")
     except FileNotFoundError:
         return ParsedLabels(empty_labels(), [], 0)
     except UnicodeDecodeError as err:
@@ -77,6 +85,43 @@ def parse_label_file(path: str | Path, nc: int) -> ParsedLabels:
     except OSError as err:
         raise LabelError([f"{path}: cannot read: {err.strerror or err}"]) from None
     return parse_label_text(text, nc, str(path))
+
+
+def read_label_bytes(path: Path) -> bytes:
+    """The bytes of a label file, checked to be a regular file of at most :data:`MAX_LABEL_BYTES` before reading.
+
+    The type is checked before the file is opened (opening a FIFO blocks until a writer comes; reading a device
+    never ends), and again on the open descriptor, in case the name was replaced in between.
+
+    Raises:
+        LabelError: not a regular file, or too large.
+        OSError: the file cannot be opened or read (FileNotFoundError when missing).
+    """
+    _check_label_stat(os.stat(path), path)  # follows symlinks: a link to /dev/zero is judged by its target
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "rb") as f:
+        _check_label_stat(os.fstat(fd), path)
+        data = f.read(MAX_LABEL_BYTES + 1)  # bounded even if the file grows after the check
+    if len(data) > MAX_LABEL_BYTES:
+        raise LabelError([f"{path}: label file too large (over {MAX_LABEL_BYTES:,} bytes)"])
+    return data
+
+
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def _check_label_stat(st: os.stat_result, path: Path) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _NOT_REGULAR if test(st.st_mode)), "an unknown kind of file")
+        raise LabelError([f"{path}: not a regular file: {kind}"])
+    if st.st_size > MAX_LABEL_BYTES:
+        raise LabelError([f"{path}: label file too large ({st.st_size:,} bytes; at most {MAX_LABEL_BYTES:,})"])
 
 
 def parse_label_text(text: str, nc: int, source: str = "<labels>") -> ParsedLabels:

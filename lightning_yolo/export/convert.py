@@ -1,7 +1,8 @@
-"""``convert``: turn an official YOLOv5 ``.pt`` checkpoint into lightning_yolo's own weights file.
+"""``convert``: turn an official YOLOv5 ``.pt`` (or a training ``.ckpt``) into lightning_yolo's weights file.
 
-The official file is imported through the restricted unpickler (no pickled code runs); the output holds only plain
-values and tensors, so it loads with ``torch.load(..., weights_only=True)``.
+The input is read through :func:`lightning_yolo.models.weights.load_weights` (an official file with the restricted
+unpickler: no pickled code runs; a checkpoint gives its EMA weights); the output holds only plain values and
+tensors, so it loads with ``torch.load(..., weights_only=True)``.
 
 Example::
 
@@ -12,45 +13,49 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from lightning_yolo.models.weights import WeightsError, count_parameters, load_weights, save_weights
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``convert`` command line."""
     parser = argparse.ArgumentParser(
         prog="lightning_yolo convert",
-        description="Convert an official YOLOv5 .pt checkpoint into a lightning_yolo weights file.",
+        description="Convert an official YOLOv5 .pt checkpoint (or a training .ckpt) into a lightning_yolo weights "
+        "file.",
     )
-    parser.add_argument("--weights", type=Path, required=True, help="official YOLOv5 .pt file (e.g. yolov5n.pt)")
+    parser.add_argument(
+        "--weights", type=Path, required=True, help="official YOLOv5 .pt (e.g. yolov5n.pt) or training .ckpt"
+    )
     parser.add_argument(
         "--output", type=Path, default=None, help="weights file to write (default: <weights stem>_lightning.pt)"
     )
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the converter.
 
     Args:
         argv: command-line arguments after ``convert``; ``None`` reads ``sys.argv[1:]``.
 
     Returns:
-        Exit status: 0 on success, 1 when the input cannot be converted (the reason goes to stderr).
+        The exit status: 0 on success, 2 when the input cannot be converted (a one-line ``error: ...`` on stderr).
     """
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     output = args.output or args.weights.with_name(f"{args.weights.stem}_lightning.pt")
-    if output.resolve() == args.weights.resolve():
-        print(f"error: --output {output} would overwrite the input file", file=sys.stderr)
-        return 1
     try:
+        if output.resolve() == args.weights.resolve():
+            raise ValueError(f"--output {output} would overwrite the input file")
         weights = load_weights(args.weights)
         save_weights(output, weights.yaml, weights.state_dict, weights.names, weights.stride)
-    except (WeightsError, OSError) as exc:
+    except (WeightsError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     stride = ", ".join(f"{s:g}" for s in weights.stride)
     print(f"converted {args.weights} -> {output}")
     print(f"  parameters: {count_parameters(weights.state_dict):,}")

@@ -20,6 +20,7 @@ import collections
 import io
 import pathlib
 import pickle
+import pickletools
 import re
 import sys
 import zipfile
@@ -36,6 +37,7 @@ __all__ = [
     "StorageType",
     "TensorRef",
     "find_data_pickle",
+    "pickled_globals",
     "restricted_load",
 ]
 
@@ -328,6 +330,11 @@ _BUILTINS: dict[str, Any] = {
 _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 
 
+def _qualified(module: str, name: str) -> str:
+    """``module.name`` in Python 3 spelling (``__builtin__.set`` -> ``builtins.set``)."""
+    return f"{_PY2_MODULES.get(module, module)}.{name}"
+
+
 def _build_allow_list() -> dict[str, Any]:
     allowed: dict[str, Any] = dict(_BUILTINS)
     allowed.update({name: _Rebuilder(func) for name, func in _FUNCTIONS.items()})
@@ -356,6 +363,41 @@ def find_data_pickle(archive: zipfile.ZipFile) -> str:
     return names[0]
 
 
+_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING"})
+_MEMO_PUT_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"})
+_MEMO_GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+
+
+def pickled_globals(archive: zipfile.ZipFile) -> set[str]:
+    """Every global the checkpoint's pickle names, as ``module.name``, read from its opcodes: nothing is unpickled.
+
+    A ``STACK_GLOBAL`` (protocol 4 and later) is resolved from the strings pushed or memoised before it; one whose
+    operands cannot be told without running the pickle is reported as ``"?"``.
+
+    Raises:
+        ArchiveError: there is no single pickle record, or the pickle is malformed.
+    """
+    data = archive.read(find_data_pickle(archive))
+    found: set[str] = set()
+    memo: dict[int, str | None] = {}
+    pushed: list[str | None] = [None, None]  # what the last two pushing opcodes pushed, strings only
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("GLOBAL", "INST"):
+                found.add(_qualified(*arg.split(" ", 1)))
+            elif op.name == "STACK_GLOBAL":
+                module, name = pushed
+                found.add(_qualified(module, name) if module and name else "?")
+            if op.name in _MEMO_PUT_OPS:
+                memo[len(memo) if arg is None else arg] = pushed[-1]
+            else:
+                value = arg if op.name in _STRING_OPS else memo.get(arg) if op.name in _MEMO_GET_OPS else None
+                pushed = [pushed[-1], value]
+    except ValueError as exc:  # pickletools' report of a bad opcode or a truncated argument
+        raise ArchiveError(f"malformed pickle ({exc})") from exc
+    return found
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves globals only through the allow-list and storages only from the archive."""
 
@@ -368,7 +410,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._swap = _needs_byteswap(archive, prefix)
 
     def find_class(self, module: str, name: str) -> Any:
-        full = f"{_PY2_MODULES.get(module, module)}.{name}"
+        full = _qualified(module, name)
         if full not in self._allowed:
             raise RefusedGlobalError(full)
         return self._allowed[full]

@@ -1,50 +1,57 @@
-"""Weights files: safe import of official YOLOv5 ``.pt`` checkpoints, lightning_yolo's own weights file, and
-state_dict transfer.
+"""Weights files: one way in for every kind of file that holds YOLOv5 weights, and state_dict transfer.
 
-Two formats are read:
+:func:`load_weights` reads any of three kinds and returns one :class:`Weights` record (architecture dict,
+float32 ``state_dict``, class names, strides):
 
-* official YOLOv5 ``.pt`` files (v6.x, v7.0): pickles of whole ``models.yolo.Model`` objects. They are read with
-  the restricted unpickler of :mod:`lightning_yolo.models.unpickler`, which never imports or runs pickled code;
-* lightning_yolo's own weights file (written by :func:`save_weights`): a dict of plain values and tensors that
-  ``torch.load(..., weights_only=True)`` reads with no allow-list.
+* official YOLOv5 ``.pt`` files (v6.x, v7.0): pickles of whole ``models.yolo.Model`` objects, read with the
+  restricted unpickler of :mod:`lightning_yolo.models.unpickler`, which never imports or runs pickled code;
+* lightning_yolo's weights file (written by :func:`save_weights`, e.g. by ``convert``): plain values and tensors;
+* lightning_yolo's training checkpoints (``.ckpt``): the EMA weights when the checkpoint has them, else the
+  model's, with the architecture and class names from its ``hyper_parameters`` and the strides from the model
+  that architecture builds.
 
-Both come back as an :class:`OfficialCheckpoint` (the architecture dict, a float32 ``state_dict``, class names,
-strides). Every failure is a :class:`WeightsError` naming the file.
+The kind is told from the content, not the file name. The globals the pickle names are read from its opcodes
+first, running nothing: a pickle of plain data (tensors and containers) is read with ``torch.load(weights_only=
+True)`` through :func:`~lightning_yolo.checkpoints.files.read_checkpoint`; any other goes to the restricted
+unpickler, which takes YOLOv5's module classes and refuses every other global, naming it.
+
+:func:`build_model_from_weights` turns any such file into a ``DetectionModel`` holding its weights. Every failure
+is a :class:`WeightsError` naming the file. Torch only: no Lightning.
 """
 
 from __future__ import annotations
 
+import io
 import logging
-import os
-import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
+from lightning_yolo.checkpoints.files import MAX_LISTED, atomic_write_bytes, mismatched_keys, read_checkpoint
+from lightning_yolo.errors import CheckpointError
 from lightning_yolo.models.unpickler import (
     ArchiveError,
     RefusedGlobalError,
     StandIn,
     TensorRef,
     find_data_pickle,
+    pickled_globals,
     restricted_load,
 )
-
-if TYPE_CHECKING:
-    from lightning_yolo.models.yolo import DetectionModel
+from lightning_yolo.models.yolo import DetectionModel
 
 __all__ = [
     "FORMAT",
     "VERSION",
-    "OfficialCheckpoint",
+    "Weights",
     "WeightsError",
     "build_model_from_weights",
+    "checkpoint_weights",
     "count_parameters",
-    "load_official",
     "load_weights",
     "save_weights",
     "transfer_state_dict",
@@ -53,13 +60,18 @@ __all__ = [
 LOGGER = logging.getLogger("lightning_yolo")
 
 FORMAT = "lightning_yolo.weights"
-"""Value of the ``format`` key that marks lightning_yolo's own weights file."""
+"""Value of the ``format`` key that marks lightning_yolo's weights file."""
 VERSION = 1
-"""Version of lightning_yolo's own weights file that this module writes and reads."""
+"""Version of lightning_yolo's weights file that this module writes and reads."""
 
 _MODEL_CLASSES = ("models.yolo.Model", "models.yolo.DetectionModel")
 _BUFFER_NAMES = frozenset({"running_mean", "running_var", "num_batches_tracked", "anchors", "anchor_grid", "grid"})
 _MAX_DEPTH = 64  # module nesting far beyond any YOLOv5 model; guards against cyclic pickles
+_PLAIN_CONTAINERS = frozenset(
+    {"collections.OrderedDict", "collections.Counter", "builtins.set", "builtins.bytearray", "_codecs.encode"}
+)
+_CHECKPOINT_PREFIXES = ("ema.module.", "model.")  # a training checkpoint's EMA weights, else its model's
+_NOT_ANY_KIND = ", a lightning_yolo weights file or an official YOLOv5 checkpoint"  # ends read_checkpoint's message
 
 
 class WeightsError(Exception):
@@ -67,8 +79,8 @@ class WeightsError(Exception):
 
 
 @dataclass
-class OfficialCheckpoint:
-    """What a weights file holds, official YOLOv5 or lightning_yolo's own.
+class Weights:
+    """What a weights file holds, whatever its kind.
 
     Attributes:
         yaml: the architecture dict (``nc``, ``depth_multiple``, ``width_multiple``, ``anchors``, ``backbone``,
@@ -77,8 +89,9 @@ class OfficialCheckpoint:
             are float32.
         names: class names, index = class id.
         stride: stride of each detection level in pixels, e.g. ``[8.0, 16.0, 32.0]``.
-        meta: other plain values the file held (for official files ``epoch``, ``date``, ``opt``, ...) plus
-            ``source``: ``"yolov5"`` or ``"lightning_yolo"``.
+        meta: ``source`` (``"yolov5"``, ``"lightning_yolo"`` for a weights file, ``"checkpoint"``) and other plain
+            values the file held (official files: ``epoch``, ``date``, ``opt``, ...; checkpoints: ``epoch``,
+            ``global_step``).
     """
 
     yaml: dict[str, Any]
@@ -89,8 +102,39 @@ class OfficialCheckpoint:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Opening files
+# Reading any kind
 # --------------------------------------------------------------------------------------------------------------
+
+
+def load_weights(path: str | Path) -> Weights:
+    """Read an official YOLOv5 ``.pt``, a lightning_yolo weights file or a lightning_yolo training checkpoint.
+
+    Args:
+        path: the file; its kind is told from its content.
+
+    Returns:
+        The weights, floating tensors in float32. A checkpoint gives its EMA weights when it has them.
+
+    Raises:
+        WeightsError: the file is missing, damaged or of another kind; a checkpoint lacks its architecture or its
+            weights do not fit it; or the pickle names a global outside the allow-list (the message then names
+            it, e.g. ``refusing to load x.pt: global 'posix.system' is not allowed``).
+    """
+    return _read(Path(path))[0]
+
+
+def _read(path: Path) -> tuple[Weights, DetectionModel | None]:
+    """The weights of ``path`` and, for a checkpoint, the model built to check them (it gives the strides)."""
+    with _open_archive(path) as archive:
+        if _pickles_objects(archive, path):
+            return _read_official(archive, path), None
+    try:
+        obj = read_checkpoint(path, hint=_NOT_ANY_KIND)
+    except CheckpointError as exc:
+        raise WeightsError(f"cannot load {path}: {str(exc).removeprefix(f'{path}: ')}") from None
+    if obj.get("format") == FORMAT:
+        return _from_weights_file(obj, path), None
+    return _from_checkpoint(obj, path)
 
 
 def _open_archive(path: Path) -> zipfile.ZipFile:
@@ -112,16 +156,18 @@ def _open_archive(path: Path) -> zipfile.ZipFile:
     return archive
 
 
-def _restricted_read(path: Path) -> Any:
-    """The unpickled contents of ``path`` with stand-ins for module objects (see :func:`restricted_load`)."""
-    with _open_archive(path) as archive:
-        try:
-            return restricted_load(archive)
-        except ArchiveError as exc:
-            verb = "refusing to load" if isinstance(exc, RefusedGlobalError) else "cannot load"
-            raise WeightsError(f"{verb} {path}: {exc}") from exc
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:  # e.g. a bad CRC in a tensor record
-            raise WeightsError(f"cannot load {path}: corrupt archive ({exc})") from exc
+def _pickles_objects(archive: zipfile.ZipFile, path: Path) -> bool:
+    """Whether the pickle names globals other than torch's tensor machinery and plain containers.
+
+    Official files name YOLOv5's module classes; a hostile file names what it would run. Both go to the restricted
+    unpickler, which takes the first and refuses the second by name.
+    """
+    try:
+        names = pickled_globals(archive)
+    except (ArchiveError, zipfile.BadZipFile, OSError) as exc:
+        raise WeightsError(f"cannot load {path}: {exc}") from exc
+    plain = (n in _PLAIN_CONTAINERS or (n.startswith("torch.") and not n.startswith("torch.nn.")) for n in names)
+    return not all(plain)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -129,26 +175,18 @@ def _restricted_read(path: Path) -> Any:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def load_official(path: str | Path) -> OfficialCheckpoint:
-    """Import an official YOLOv5 ``.pt`` checkpoint without running any of its pickled code.
-
-    The ``ema`` model is used when present and not ``None``, else ``model``.
-
-    Args:
-        path: a YOLOv5 v6.x/v7.0 checkpoint such as ``yolov5n.pt``.
-
-    Returns:
-        The checkpoint, with floating tensors converted to float32.
-
-    Raises:
-        WeightsError: the file is missing, damaged, not a YOLOv5 detection checkpoint, or names a global outside
-            the allow-list (the message then names it, e.g. ``global 'posix.system' is not allowed``).
-    """
-    path = Path(path)
-    obj = _restricted_read(path)
+def _read_official(archive: zipfile.ZipFile, path: Path) -> Weights:
+    """Import an official YOLOv5 checkpoint (``ema`` when not ``None``, else ``model``), running none of its code."""
+    try:
+        obj = restricted_load(archive)
+    except ArchiveError as exc:
+        verb = "refusing to load" if isinstance(exc, RefusedGlobalError) else "cannot load"
+        raise WeightsError(f"{verb} {path}: {exc}") from exc
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:  # e.g. a bad CRC in a tensor record
+        raise WeightsError(f"cannot load {path}: corrupt archive ({exc})") from exc
     model = _pick_model(obj, path)
     try:
-        return _checkpoint_from_model(model, obj if isinstance(obj, dict) else {})
+        return _from_official_model(model, obj if isinstance(obj, dict) else {})
     except ArchiveError as exc:
         raise WeightsError(f"cannot load {path}: {exc}") from exc
 
@@ -165,7 +203,8 @@ def _pick_model(obj: Any, path: Path) -> StandIn:
     return model
 
 
-def _checkpoint_from_model(model: StandIn, top: dict) -> OfficialCheckpoint:
+def _from_official_model(model: StandIn, top: dict) -> Weights:
+    """The weights of an official model stand-in; ``top`` is the checkpoint dict around it (its values go to meta)."""
     attrs = _module_attrs(model)
     state_dict: dict[str, torch.Tensor] = {}
     _collect_tensors(model, "", state_dict, depth=0)
@@ -174,7 +213,7 @@ def _checkpoint_from_model(model: StandIn, top: dict) -> OfficialCheckpoint:
         raise ArchiveError("the model has no architecture dict ('yaml' attribute)")
     meta = {k: _plain(v) for k, v in top.items() if isinstance(k, str) and k not in ("model", "ema", "optimizer")}
     meta["source"] = "yolov5"
-    return OfficialCheckpoint(yaml, state_dict, _names(attrs.get("names")), _stride(attrs, state_dict), meta)
+    return Weights(yaml, state_dict, _names(attrs.get("names")), _stride(attrs, state_dict), meta)
 
 
 def _module_attrs(node: StandIn) -> dict:
@@ -247,7 +286,7 @@ def _plain(value: Any, depth: int = 0) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# lightning_yolo's own weights file
+# lightning_yolo's weights file and training checkpoints
 # --------------------------------------------------------------------------------------------------------------
 
 
@@ -258,7 +297,7 @@ def save_weights(
     names: list[str],
     stride: list[float],
 ) -> Path:
-    """Write lightning_yolo's own weights file.
+    """Write lightning_yolo's weights file.
 
     The file holds ``{"format": "lightning_yolo.weights", "version": 1, "yaml", "state_dict", "names", "stride"}``
     of plain types and CPU tensors, so ``torch.load(path, weights_only=True)`` reads it with no allow-list. The
@@ -283,19 +322,14 @@ def save_weights(
         "names": [str(n) for n in names],
         "stride": [float(s) for s in stride],
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(buffer.getvalue(), path)
     return path
 
 
-def _from_project_file(obj: Any, path: Path) -> OfficialCheckpoint:
-    """Validate the dict read from lightning_yolo's own weights file."""
-    if not (isinstance(obj, dict) and obj.get("format") == FORMAT):
-        raise WeightsError(f"cannot load {path}: neither a lightning_yolo weights file nor a YOLOv5 checkpoint")
+def _from_weights_file(obj: dict[str, Any], path: Path) -> Weights:
+    """Validate the dict read from lightning_yolo's weights file."""
     if obj.get("version") != VERSION:
         raise WeightsError(f"cannot load {path}: weights file version {obj.get('version')!r}, expected {VERSION}")
     state_dict, yaml = obj.get("state_dict"), obj.get("yaml")
@@ -307,27 +341,42 @@ def _from_project_file(obj: Any, path: Path) -> OfficialCheckpoint:
     except ArchiveError as exc:
         raise WeightsError(f"cannot load {path}: {exc}") from exc
     tensors = {k: _to_float32(v) for k, v in state_dict.items()}
-    return OfficialCheckpoint(yaml, tensors, names, stride, {"source": "lightning_yolo", "version": VERSION})
+    return Weights(yaml, tensors, names, stride, {"source": "lightning_yolo", "version": VERSION})
 
 
-def load_weights(path: str | Path) -> OfficialCheckpoint:
-    """Read either lightning_yolo's own weights file or an official YOLOv5 ``.pt`` checkpoint.
+def checkpoint_weights(checkpoint: dict[str, Any], path: str | Path) -> dict[str, torch.Tensor]:
+    """The model weights of a read lightning_yolo training checkpoint, with their prefix removed.
 
-    The file is first read with ``torch.load(weights_only=True)``; when that refuses the pickle (an official
-    checkpoint pickles whole modules), it is imported through the restricted unpickler instead.
+    Args:
+        checkpoint: the dict :func:`~lightning_yolo.checkpoints.files.read_checkpoint` returns.
+        path: the file it came from, for the message.
+
+    Returns:
+        The EMA weights (``ema.module.*``) when present, else the trained model's (``model.*``), keyed as in
+        ``DetectionModel.state_dict()``.
 
     Raises:
-        WeightsError: as for :func:`load_official`, or the file is a PyTorch file of another kind.
+        WeightsError: the checkpoint holds neither.
     """
-    path = Path(path)
-    _open_archive(path).close()
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        return load_official(path)
-    except Exception as exc:  # torch reports damaged archives with RuntimeError and others
-        raise WeightsError(f"cannot load {path}: {type(exc).__name__}: {exc}") from exc
-    return _from_project_file(obj, path)
+    state = checkpoint["state_dict"]
+    for prefix in _CHECKPOINT_PREFIXES:
+        weights = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+        if weights:
+            return weights
+    raise WeightsError(f"cannot load {path}: the checkpoint holds no model weights ('ema.module.*' or 'model.*')")
+
+
+def _from_checkpoint(checkpoint: dict[str, Any], path: Path) -> tuple[Weights, DetectionModel]:
+    """A training checkpoint's weights, and the model its ``hyper_parameters.cfg`` builds, holding them."""
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or not isinstance(hparams.get("cfg"), dict):
+        raise WeightsError(f"cannot load {path}: the checkpoint has no architecture ('hyper_parameters.cfg')")
+    state_dict = {k: _to_float32(v) for k, v in checkpoint_weights(checkpoint, path).items()}
+    model = _new_model(hparams["cfg"], path)
+    _load_exactly(model, state_dict, path)
+    names = [str(n) for n in hparams["names"]] if hparams.get("names") else list(model.names)
+    meta = {"source": "checkpoint", "epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
+    return Weights(model.yaml, state_dict, names, model.stride.tolist(), meta), model
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -359,43 +408,49 @@ def transfer_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]) -
     return len(matched), len(own)
 
 
-def _mismatched_keys(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> list[str]:
-    """Model tensors that ``state_dict`` lacks or holds with another shape."""
-    mismatched = []
-    for key, tensor in model.state_dict().items():
-        if key not in state_dict:
-            mismatched.append(f"{key} (missing)")
-        elif state_dict[key].shape != tensor.shape:
-            mismatched.append(f"{key} {tuple(state_dict[key].shape)} vs {tuple(tensor.shape)}")
-    return mismatched
-
-
 def build_model_from_weights(path: str | Path, nc: int | None = None) -> DetectionModel:
-    """Build a ``DetectionModel`` from a weights file's architecture and load its weights.
+    """Build the ``DetectionModel`` a weights file of any kind describes, holding its weights (predict and export
+    load their model with this; training transfers :func:`load_weights`' ``state_dict`` into its own architecture).
 
     With ``nc`` unset or equal to the file's, every tensor must match (else :class:`WeightsError` lists the
     mismatches) and the file's class names are kept. With another ``nc``, matching tensors are transferred and
     the detection head starts fresh.
 
     Args:
-        path: official YOLOv5 ``.pt`` or lightning_yolo weights file.
+        path: official YOLOv5 ``.pt``, lightning_yolo weights file or training checkpoint.
         nc: number of classes for the new model; ``None`` keeps the file's.
 
     Returns:
         The model in float32, train mode.
     """
-    from lightning_yolo.models.yolo import DetectionModel  # lazy: keeps weights I/O usable without the model code
-
-    weights = load_weights(path)
-    same_nc = nc is None or nc == weights.yaml.get("nc")
-    model = DetectionModel(dict(weights.yaml), ch=int(weights.yaml.get("ch", 3)), nc=nc)
-    if not same_nc:
+    path = Path(path)
+    weights, model = _read(path)
+    if nc is not None and nc != weights.yaml.get("nc"):
+        model = _new_model(weights.yaml, path, nc)
         transfer_state_dict(model, weights.state_dict)
         return model
-    mismatched = _mismatched_keys(model, weights.state_dict)
-    if mismatched:
-        shown = ", ".join(mismatched[:10]) + (" ..." if len(mismatched) > 10 else "")
-        raise WeightsError(f"{path} does not fit the architecture it describes: {len(mismatched)} tensors: {shown}")
-    model.load_state_dict({k: weights.state_dict[k] for k in model.state_dict()})
+    if model is None:  # a checkpoint's model was built (and checked) while reading it
+        model = _new_model(weights.yaml, path)
+        _load_exactly(model, weights.state_dict, path)
     model.names = list(weights.names)
     return model
+
+
+def _new_model(yaml: dict[str, Any], path: Path, nc: int | None = None) -> DetectionModel:
+    """A fresh model of the architecture a file describes (for ``nc`` classes when given)."""
+    try:
+        return DetectionModel(yaml, nc=nc)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:  # a damaged or hand-made architecture dict
+        raise WeightsError(f"cannot load {path}: its architecture cannot be built: {exc}") from exc
+
+
+def _load_exactly(model: nn.Module, state_dict: dict[str, torch.Tensor], path: Path) -> None:
+    """Load ``state_dict`` into ``model``; both must hold the same tensor names and shapes."""
+    problems = mismatched_keys(model.state_dict(), state_dict)
+    if problems:
+        more = f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        raise WeightsError(
+            f"cannot load {path}: the weights do not fit the architecture the file describes, "
+            f"{len(problems)} mismatched keys: {'; '.join(problems[:MAX_LISTED])}{more}"
+        )
+    model.load_state_dict(state_dict)

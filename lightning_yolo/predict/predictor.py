@@ -4,7 +4,6 @@ augmentation), suppress overlapping boxes and map them back to the original pict
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,23 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from lightning_yolo.data.transforms import letterbox
-from lightning_yolo.models.weights import WeightsError, build_model_from_weights
+from lightning_yolo.models.weights import build_model_from_weights
 from lightning_yolo.models.yolo import DetectionModel
 from lightning_yolo.ops.boxes import scale_boxes
 from lightning_yolo.ops.nms import non_max_suppression
+from lightning_yolo.settings import round_to_stride
 
-__all__ = [
-    "TTA_FLIPS",
-    "TTA_SCALES",
-    "Detector",
-    "PredictSettings",
-    "Predictor",
-    "augmented_forward",
-    "check_imgsz",
-    "load_detector",
-]
-
-LOGGER = logging.getLogger("lightning_yolo")
+__all__ = ["Detector", "PredictSettings", "Predictor", "augmented_forward", "load_detector", "parse_device"]
 
 TTA_SCALES = (1.0, 0.83, 0.67)
 """Image scales of test-time augmentation (YOLOv5's)."""
@@ -55,26 +44,12 @@ class Detector:
     stride: int
 
 
-def _model_from_checkpoint(path: Path) -> DetectionModel:
-    """Rebuild the model of a lightning_yolo training checkpoint (architecture and names from its hparams)."""
-    from lightning_yolo.checkpoint_files import read_checkpoint
-    from lightning_yolo.errors import CheckpointError
-    from lightning_yolo.module import checkpoint_weights
-
-    try:
-        checkpoint = read_checkpoint(path)  # read once: architecture, names and weights all come from it
-    except CheckpointError as err:
-        raise WeightsError(str(err)) from None
-    hparams = checkpoint.get("hyper_parameters", {})
-    if not isinstance(hparams.get("cfg"), dict):
-        raise WeightsError(f"{path}: checkpoint has no architecture ('hyper_parameters.cfg')")
-    model = DetectionModel(hparams["cfg"])
-    missing, unexpected = model.load_state_dict(checkpoint_weights(checkpoint, path), strict=False)
-    if missing or unexpected:
-        raise WeightsError(f"{path}: weights do not fit the stored architecture: {(missing + unexpected)[:10]}")
-    if hparams.get("names"):
-        model.names = [str(n) for n in hparams["names"]]
-    return model
+def parse_device(text: str) -> torch.device:
+    """A torch device from ``cpu``, ``cuda``, ``cuda:1`` or a bare index ``1``; CUDA must be available."""
+    device = torch.device(f"cuda:{text}" if text.isdigit() else text)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {text}: CUDA is not available")
+    return device
 
 
 def load_detector(weights: str | Path, device: str | torch.device = "cpu") -> Detector:
@@ -83,22 +58,9 @@ def load_detector(weights: str | Path, device: str | torch.device = "cpu") -> De
     Raises:
         WeightsError: the file is missing, damaged or not a detection model; the message names it.
     """
-    path = Path(weights)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such weights file")
-    model = _model_from_checkpoint(path) if path.suffix == ".ckpt" else build_model_from_weights(path)
-    model = model.float().fuse().eval().to(device)
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model = build_model_from_weights(weights).float().fuse().eval().to(device)
+    model.requires_grad_(False)
     return Detector(model, list(model.names), int(model.stride.max()))
-
-
-def check_imgsz(imgsz: int, stride: int) -> int:
-    """``imgsz`` rounded up to a multiple of ``stride`` (with a warning when it changes)."""
-    size = max(math.ceil(imgsz / stride) * stride, stride)
-    if size != imgsz:
-        LOGGER.warning("image size %d is not a multiple of the stride %d; using %d", imgsz, stride, size)
-    return size
 
 
 def _scale_image(x: torch.Tensor, ratio: float, stride: int) -> torch.Tensor:
@@ -184,7 +146,7 @@ class Predictor:
     def __init__(self, detector: Detector, settings: PredictSettings) -> None:
         self.detector = detector
         self.settings = settings
-        self.imgsz = check_imgsz(settings.imgsz, detector.stride)
+        self.imgsz = round_to_stride(settings.imgsz, detector.stride)
         self.device = next(detector.model.parameters()).device
 
     def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, tuple]:

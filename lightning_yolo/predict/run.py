@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 
+from lightning_yolo.checkpoints.runs import new_run_dir
 from lightning_yolo.models.weights import WeightsError
-from lightning_yolo.predict.predictor import Detector, Predictor, PredictSettings, load_detector
+from lightning_yolo.predict.predictor import Detector, Predictor, PredictSettings, load_detector, parse_device
 from lightning_yolo.predict.sources import Frame, FrameReader, SourceError, resolve_sources
 from lightning_yolo.predict.writers import CocoCollector, VideoSink, annotate, save_crops, write_image, write_txt
-from lightning_yolo.runs import new_run_dir
 
-__all__ = ["PredictionRun", "build_parser", "main", "parse_device"]
+__all__ = ["PredictionRun", "build_parser", "main"]
 
 LOGGER = logging.getLogger("lightning_yolo")
 
@@ -48,14 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exist-ok", action="store_true", help="reuse an existing run folder")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 or a bare GPU index such as 0")
     return p
-
-
-def parse_device(text: str) -> torch.device:
-    """A torch device from ``cpu``, ``cuda``, ``cuda:1`` or a bare index ``1``; CUDA must be available."""
-    device = torch.device(f"cuda:{text}" if text.isdigit() else text)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {text}: CUDA is not available")
-    return device
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -147,7 +139,12 @@ def _run(args: argparse.Namespace, detector: Detector, reader: FrameReader) -> P
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``predict`` with command-line arguments; returns the exit status (0 when any picture was predicted)."""
+    """Run ``predict`` with command-line arguments.
+
+    Returns:
+        The exit status: 0 when any picture was predicted, 2 on bad input (weights, source, settings, or no picture
+        readable), with a one-line ``error: ...`` on stderr.
+    """
     args = build_parser().parse_args(argv)
     try:
         _check_args(args)
@@ -157,12 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = _run(args, detector, reader)
     except (SourceError, WeightsError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return 2
     skipped = f", {len(reader.skipped)} skipped" if reader.skipped else ""
     print(f"{run.pictures} pictures, {run.detections} detections{skipped}; results saved to {run.save_dir}")
     for path, reason in reader.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if run.pictures == 0:
         print(f"error: {args.source}: no picture could be read", file=sys.stderr)
-        return 1
+        return 2
     return 0

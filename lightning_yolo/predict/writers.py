@@ -7,7 +7,6 @@ they belong to (what :class:`~lightning_yolo.predict.predictor.Predictor` return
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -19,19 +18,7 @@ import torch
 from lightning_yolo.ops.boxes import clip_boxes, xyxy_to_xywh, xyxy_to_xywhn
 from lightning_yolo.plots import class_color
 
-__all__ = [
-    "CocoCollector",
-    "VideoSink",
-    "annotate",
-    "crop_box",
-    "line_width",
-    "save_crops",
-    "write_image",
-    "write_txt",
-    "yolo_txt_lines",
-]
-
-LOGGER = logging.getLogger("lightning_yolo")
+__all__ = ["CocoCollector", "VideoSink", "annotate", "save_crops", "write_image", "write_txt"]
 
 _TEXT_COLOR = (255, 255, 255)
 CROP_GAIN = 1.02  # crops are 2 % larger than the box ...
@@ -39,7 +26,7 @@ CROP_PAD = 10  # ... plus 10 px, as YOLOv5 saves them
 DEFAULT_FPS = 30.0  # for videos that report no frame rate
 
 
-def line_width(shape: tuple[int, ...]) -> int:
+def _line_width(shape: tuple[int, ...]) -> int:
     """Box line width for a picture of ``shape`` (H, W, ...): 0.3 % of its mean side, at least 2 px."""
     return max(round((shape[0] + shape[1]) / 2 * 0.003), 2)
 
@@ -62,7 +49,7 @@ def _draw_box(image: np.ndarray, box: list[float], label: str, color: tuple[int,
 def annotate(image: np.ndarray, det: torch.Tensor, names: list[str]) -> np.ndarray:
     """A copy of a BGR picture with each detection drawn as a box labelled ``name conf`` in its class colour."""
     out = image.copy()
-    lw = line_width(out.shape)
+    lw = _line_width(out.shape)
     for *box, conf, cls in reversed(det.tolist()):  # lowest confidence first, so the best is drawn on top
         c = int(cls)
         name = names[c] if 0 <= c < len(names) else str(c)
@@ -70,7 +57,7 @@ def annotate(image: np.ndarray, det: torch.Tensor, names: list[str]) -> np.ndarr
     return out
 
 
-def yolo_txt_lines(det: torch.Tensor, shape: tuple[int, ...], save_conf: bool = False) -> list[str]:
+def _yolo_txt_lines(det: torch.Tensor, shape: tuple[int, ...], save_conf: bool = False) -> list[str]:
     """YOLO label lines ``cls x y w h [conf]`` (normalised centre boxes) for a picture of ``shape`` (H, W, ...)."""
     if not len(det):
         return []
@@ -84,11 +71,11 @@ def yolo_txt_lines(det: torch.Tensor, shape: tuple[int, ...], save_conf: bool = 
 
 def write_txt(path: Path, det: torch.Tensor, shape: tuple[int, ...], save_conf: bool = False) -> None:
     """Write the YOLO label file of one picture (an empty file when nothing was detected)."""
-    lines = yolo_txt_lines(det, shape, save_conf)
+    lines = _yolo_txt_lines(det, shape, save_conf)
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
-def crop_box(image: np.ndarray, box: list[float], gain: float = CROP_GAIN, pad: int = CROP_PAD) -> np.ndarray:
+def _crop_box(image: np.ndarray, box: list[float], gain: float = CROP_GAIN, pad: int = CROP_PAD) -> np.ndarray:
     """The part of ``image`` under an xyxy box, enlarged by ``gain`` and ``pad`` pixels and clipped to the image."""
     xywh = xyxy_to_xywh(torch.tensor([box], dtype=torch.float32))
     xywh[:, 2:] = xywh[:, 2:] * gain + pad
@@ -102,7 +89,7 @@ def save_crops(folder: Path, stem: str, image: np.ndarray, det: torch.Tensor, na
     written = 0
     for k, (*box, _, cls) in enumerate(det.tolist()):
         c = int(cls)
-        crop = crop_box(image, box)
+        crop = _crop_box(image, box)
         if crop.size == 0:
             continue
         target = folder / (names[c] if 0 <= c < len(names) else str(c))

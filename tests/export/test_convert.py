@@ -1,14 +1,13 @@
-"""The ``convert`` command: official YOLOv5 .pt in, lightning_yolo weights file out."""
+"""The ``convert`` command: official YOLOv5 .pt or training .ckpt in, lightning_yolo weights file out."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import torch
 
-from lightning_yolo.convert import main
+from lightning_yolo.export.convert import main
 from lightning_yolo.models.weights import FORMAT, load_weights
 
 
@@ -49,14 +48,27 @@ def test_bad_input_fails_with_a_message_naming_the_file(tmp_path: Path, capsys: 
     bad = tmp_path / "bad.pt"
     bad.write_text("not a checkpoint")
     output = tmp_path / "out.pt"
-    assert main(["--weights", str(bad), "--output", str(output)]) == 1
-    assert re.search(rf"error: cannot load {re.escape(str(bad))}", capsys.readouterr().err)
+    assert main(["--weights", str(bad), "--output", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot load {bad}: ") and err.count("\n") == 1
     assert not output.exists()
 
 
 def test_refuses_to_overwrite_its_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"x")
-    assert main(["--weights", str(weights), "--output", str(weights)]) == 1
-    assert "overwrite the input" in capsys.readouterr().err
+    assert main(["--weights", str(weights), "--output", str(weights)]) == 2
+    assert capsys.readouterr().err == f"error: --output {weights} would overwrite the input file\n"
     assert weights.read_bytes() == b"x"
+
+
+def test_a_training_checkpoint_converts_to_its_ema_weights(yolov5n_path: Path, tmp_path: Path) -> None:
+    official = load_weights(yolov5n_path)
+    ckpt = tmp_path / "last.ckpt"
+    state = {f"ema.module.{k}": v for k, v in official.state_dict.items()}
+    state |= {f"model.{k}": torch.zeros_like(v) for k, v in official.state_dict.items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"cfg": official.yaml, "names": official.names}}, ckpt)
+    assert main(["--weights", str(ckpt)]) == 0
+    converted = load_weights(tmp_path / "last_lightning.pt")
+    assert converted.names == official.names and converted.stride == official.stride
+    assert all(torch.equal(converted.state_dict[k], v) for k, v in official.state_dict.items())

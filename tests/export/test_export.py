@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_yolo.export import main
+from lightning_yolo.export import FORMATS, main
+from lightning_yolo.export.run import build_parser
 from lightning_yolo.predict import load_detector
 
 
@@ -56,7 +57,33 @@ def test_torchscript_runs_with_torch_jit_like_pytorch_with_config(reference: dic
 
 def test_half_on_cpu_and_missing_weights_are_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     weights = tmp_path / "missing.pt"
-    assert main(["--weights", str(weights), "--half", "--output", str(tmp_path / "m.onnx")]) == 1
-    assert "CUDA" in capsys.readouterr().err
-    assert main(["--weights", str(weights), "--output", str(tmp_path / "m.onnx")]) == 1
-    assert "missing.pt" in capsys.readouterr().err
+    assert main(["--weights", str(weights), "--half", "--output", str(tmp_path / "m.onnx")]) == 2
+    assert capsys.readouterr().err.startswith("error: --half needs a CUDA device")
+    assert main(["--weights", str(weights), "--output", str(tmp_path / "m.onnx")]) == 2
+    assert capsys.readouterr().err == f"error: cannot load {weights}: no such file\n"
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_every_format_is_offered_with_its_own_suffix() -> None:
+    choices = next(a.choices for a in build_parser()._actions if a.dest == "format")
+    assert sorted(choices) == sorted(FORMATS) == ["onnx", "torchscript"]
+    assert {f.suffix for f in FORMATS.values()} == {".onnx", ".torchscript"}
+
+
+@pytest.mark.slow
+def test_torchscript_from_a_training_checkpoint_rounds_the_size_and_names_its_file(
+    reference: dict, tmp_path: Path
+) -> None:
+    from lightning_yolo.models.weights import load_weights
+
+    source = load_weights(reference["weights"])
+    ckpt = tmp_path / "last.ckpt"
+    state = {f"ema.module.{k}": v for k, v in source.state_dict.items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"cfg": source.yaml, "names": source.names}}, ckpt)
+    assert main(["--weights", str(ckpt), "--format", "torchscript", "--imgsz", "300", "250"]) == 0
+    files = {"config.txt": ""}
+    module = torch.jit.load(str(tmp_path / "last.torchscript"), _extra_files=files)  # default name: weights + suffix
+    assert json.loads(files["config.txt"])["shape"] == [1, 3, 320, 256]
+    x = reference["input"][..., :256]
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), load_detector(reference["weights"]).model(x), rtol=1e-4, atol=1e-4)

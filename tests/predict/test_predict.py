@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -78,6 +81,13 @@ def test_predictor_class_filter_and_agnostic(detector, shared: Path) -> None:  #
     assert len(agnostic) <= len(per_class)
 
 
+def test_image_size_is_rounded_up_to_the_stride(detector, caplog: pytest.LogCaptureFixture) -> None:  # noqa: ANN001
+    with caplog.at_level(logging.WARNING, logger="lightning_yolo"):
+        assert Predictor(detector, PredictSettings(imgsz=330)).imgsz == 352
+    assert "using 352" in caplog.text
+    assert Predictor(detector, PredictSettings(imgsz=320)).imgsz == 320
+
+
 def test_mixed_shapes_in_one_call_map_boxes_to_each_picture(detector, shared: Path) -> None:  # noqa: ANN001
     bus = cv2.imread(str(shared / "images" / "bus.jpg"))
     zidane = cv2.imread(str(shared / "images" / "zidane.jpg"))
@@ -141,9 +151,9 @@ def test_bad_source_is_an_error_naming_it(
     source = tmp_path / ("nothing_here.jpg" if kind == "missing" else "empty")
     if kind == "empty_folder":
         source.mkdir()
-    assert main(["--weights", str(weights), "--source", str(source), "--project", str(tmp_path)]) == 1
+    assert main(["--weights", str(weights), "--source", str(source), "--project", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert str(source) in err and "Traceback" not in err
+    assert err.startswith("error: ") and err.count("\n") == 1 and str(source) in err
 
 
 @pytest.mark.slow
@@ -158,11 +168,41 @@ def test_unreadable_image_is_counted_and_the_rest_predicted(
     assert main([*argv, "--source", str(folder)]) == 0
     captured = capsys.readouterr()
     assert "1 pictures" in captured.out and "1 skipped" in captured.out and "bad.jpg" in captured.err
-    assert main([*argv, "--source", str(folder / "bad.jpg")]) == 1  # nothing readable at all
-    assert "bad.jpg" in capsys.readouterr().err
+    assert main([*argv, "--source", str(folder / "bad.jpg")]) == 2  # nothing readable at all
+    assert f"error: {folder / 'bad.jpg'}: no picture could be read" in capsys.readouterr().err
 
 
 def test_missing_weights_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((32, 32, 3), np.uint8))
-    assert main(["--weights", str(tmp_path / "none.pt"), "--source", str(tmp_path / "a.jpg")]) == 1
-    assert "none.pt" in capsys.readouterr().err
+    assert main(["--weights", str(tmp_path / "none.pt"), "--source", str(tmp_path / "a.jpg")]) == 2
+    assert capsys.readouterr().err == f"error: cannot load {tmp_path / 'none.pt'}: no such file\n"
+
+
+NO_LIGHTNING = """
+import sys
+from pathlib import Path
+
+import torch
+
+import lightning_yolo.export
+import lightning_yolo.export.convert
+import lightning_yolo.predict
+from lightning_yolo.models.weights import build_model_from_weights
+from lightning_yolo.models.yolo import DetectionModel
+
+model = DetectionModel("yolov5n", nc=2)
+state = {f"model.{k}": v for k, v in model.state_dict().items()}
+path = Path(sys.argv[1])
+torch.save({"state_dict": state, "hyper_parameters": {"cfg": model.yaml, "names": ["a", "b"]}}, path)
+assert build_model_from_weights(path).names == ["a", "b"]
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("lightning", "pytorch_lightning", "lightning_fabric"))
+print(loaded + sorted(m for m in sys.modules if m == "lightning_yolo.module"))
+"""
+
+
+@pytest.mark.slow
+def test_predict_export_and_convert_load_a_checkpoint_without_lightning(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", NO_LIGHTNING, str(tmp_path / "last.ckpt")], capture_output=True, text=True, check=True
+    )
+    assert run.stdout.strip() == "[]"

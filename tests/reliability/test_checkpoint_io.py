@@ -38,7 +38,7 @@ def test_disk_full_fails_loudly_and_keeps_the_previous_file(tmp_path: Path, monk
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoint_files.os, "fsync", full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(CheckpointError, match="No space left"):
         AtomicCheckpointIO().save_checkpoint(_checkpoint(2.0), path)
     monkeypatch.undo()
     assert _saved_value(path) == 1.0
@@ -51,7 +51,7 @@ def test_read_only_folder_fails_loudly(tmp_path: Path) -> None:
     folder.mkdir()
     folder.chmod(0o555)
     try:
-        with pytest.raises(PermissionError):
+        with pytest.raises(CheckpointError, match="Permission denied"):
             AtomicCheckpointIO().save_checkpoint(_checkpoint(1.0), folder / "last.ckpt")
     finally:
         folder.chmod(0o755)
@@ -64,7 +64,7 @@ def test_read_only_file_system_fails_loudly(tmp_path: Path, monkeypatch: pytest.
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(checkpoint_files.tempfile, "mkstemp", read_only)
-    with pytest.raises(OSError, match="Read-only"):
+    with pytest.raises(CheckpointError, match="Read-only"):
         AtomicCheckpointIO().save_checkpoint(_checkpoint(1.0), tmp_path / "last.ckpt")
     assert not (tmp_path / "last.ckpt").exists()
 
