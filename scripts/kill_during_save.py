@@ -23,8 +23,7 @@ from pathlib import Path
 
 import torch
 
-from lightning_yolo.checkpoints.files import read_checkpoint
-from lightning_yolo.checkpoints.files import TMP_PREFIX
+from lightning_yolo.checkpoints.files import TMP_PREFIX, read_checkpoint
 from lightning_yolo.checkpoints.io import AtomicCheckpointIO
 
 
