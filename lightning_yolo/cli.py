@@ -43,6 +43,7 @@ from lightning_yolo.checkpoints.runs import (
 )
 from lightning_yolo.data.datamodule import YOLODataModule
 from lightning_yolo.errors import CheckpointError, ConfigError, NonFiniteError
+from lightning_yolo.models.autobatch import autobatch
 from lightning_yolo.models.weights import load_weights
 from lightning_yolo.models.yolo import load_config, plan_layers
 from lightning_yolo.module import YOLOModule, architecture
@@ -213,10 +214,20 @@ class YOLOCLI(LightningCLI):
 
     def after_instantiate_classes(self) -> None:
         self.state.trainer = self.trainer
+        if self.datamodule.batch_size == -1:
+            self._autobatch()
         if self.subcommand in ("validate", "test"):
             self._refuse_partial_model()
         if self.subcommand == "fit" and self.checked_checkpoint is not None:
             self._compare_with_resumed(self.checked_checkpoint[1].get("hyper_parameters", {}))
+
+    def _autobatch(self) -> None:
+        """``--data.batch_size -1``: the batch that fills 60% of the device's free memory (YOLOv5's AutoBatch)."""
+        if self.trainer.world_size > 1:
+            raise ConfigError("data.batch_size=-1 (AutoBatch) works on one device only; give a batch size per device")
+        device = self.trainer.strategy.root_device
+        chosen = autobatch(self.model.model, self.datamodule.imgsz, device)
+        self.datamodule.batch_size = self.model.hparams.batch_size = chosen
 
     def _refuse_partial_model(self) -> None:
         """validate / test of a model that its weights do not fully initialise is an error, unless asked for."""

@@ -59,9 +59,11 @@ MAX_IMAGE_SIZE = 8192
 """Largest training / inference image side: a mosaic canvas is 2x that squared (0.8 GB of pixels at 8192)."""
 IMAGE_SIZE: Rule = (lambda v: 1 <= v <= MAX_IMAGE_SIZE, f"in [1, {MAX_IMAGE_SIZE}]")
 
+BATCH_SIZE: Rule = (lambda v: v == -1 or v >= 1, ">= 1 (or -1: AutoBatch)")
+
 MODEL_RULES: dict[str, Rule] = {
     "imgsz": IMAGE_SIZE,
-    "batch_size": AT_LEAST_ONE,
+    "batch_size": BATCH_SIZE,
     "nc": (lambda v: v is None or v >= 1, ">= 1"),
     "optimizer": (lambda v: str(v).lower() in {o.lower() for o in OPTIMIZERS}, "one of " + ", ".join(OPTIMIZERS)),
     "lr0": POSITIVE,
@@ -90,7 +92,7 @@ MODEL_RULES: dict[str, Rule] = {
 
 DATA_RULES: dict[str, Rule] = {
     "imgsz": IMAGE_SIZE,
-    "batch_size": AT_LEAST_ONE,
+    "batch_size": BATCH_SIZE,
     "workers": (lambda v: v >= 0, ">= 0"),
     "cache": (lambda v: v in (None, "ram", "disk"), "null, 'ram' or 'disk'"),
     "close_mosaic": (lambda v: v >= 0, ">= 0"),
