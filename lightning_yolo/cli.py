@@ -24,6 +24,7 @@ from lightning_yolo.callbacks.early_stopping import EarlyStopping
 from lightning_yolo.callbacks.plots import RunPlots
 from lightning_yolo.callbacks.results import ResultsCSV
 from lightning_yolo.callbacks.throughput import Throughput
+from lightning_yolo.callbacks.val_outputs import ValOutputs
 from lightning_yolo.callbacks.wandb import WandbLogging, configure_loggers_for_run
 from lightning_yolo.checkpoints.callbacks import RunCheckpoints
 from lightning_yolo.checkpoints.files import read_checkpoint
@@ -104,12 +105,14 @@ class YOLOCLI(LightningCLI):
         parser.link_arguments("data.names", "model.names", apply_on="instantiate")
         parser.link_arguments("data.imgsz", "model.imgsz", apply_on="instantiate")  # rounded to the stride
         parser.link_arguments("data.batch_size", "model.batch_size")
+        parser.link_arguments("data.quad", "model.quad")
         if "verbose" in parser.get_defaults():
             parser.set_defaults(verbose=False)  # validate / test print val.py's table, not Lightning's
         parser.add_lightning_class_args(AutoAnchor, "autoanchor")
         parser.add_lightning_class_args(RunPlots, "plots")
         parser.add_lightning_class_args(WandbLogging, "wandb")
         parser.add_lightning_class_args(Throughput, "throughput")
+        parser.add_lightning_class_args(ValOutputs, "val")
         parser.add_argument("--project", type=str | None, default=None, help="Parent folder of run folders.")
         parser.add_argument("--name", type=str, default="exp", help="Run folder name (numbered when it exists).")
         parser.add_argument("--exist_ok", type=bool, default=False, help="Reuse an existing run folder.")
@@ -314,6 +317,37 @@ class _DropNoise(logging.Filter):
         return not FRAMEWORK_NOISE.match(str(record.getMessage()))
 
 
+class _Below(logging.Filter):
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < self.level
+
+
+def route_logging() -> None:
+    """Progress to stdout, problems to stderr: a failed command's stderr is its one ``error:`` line (and any
+    warnings), while the run's story stays on stdout. Done once; later calls keep the handlers."""
+    root = logging.getLogger()
+    if any(getattr(h, "lightning_yolo", False) for h in root.handlers):
+        return
+    info = logging.StreamHandler(sys.stdout)
+    info.addFilter(_Below(logging.WARNING))
+    problems = logging.StreamHandler(sys.stderr)
+    problems.setLevel(logging.WARNING)
+    for handler in (info, problems):
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.lightning_yolo = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
+        framework = logging.getLogger(name)  # Lightning writes to its own stderr handler: route it like ours
+        for handler in [h for h in framework.handlers if isinstance(h, logging.StreamHandler)]:
+            framework.removeHandler(handler)
+        framework.propagate = True
+
+
 def quiet_framework() -> None:
     """Keep the console about the run: no framework tips, accelerator roll calls or deprecation notices."""
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
@@ -362,7 +396,7 @@ TOOLS = {"convert": _convert, "predict": _predict, "export": _export}
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; known input errors exit with status 2 and one message, no traceback."""
     args = sys.argv[1:] if argv is None else list(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    route_logging()
     quiet_framework()
     if args and args[0] in TOOLS:
         sys.exit(TOOLS[args[0]]()(args[1:]))

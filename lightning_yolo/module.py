@@ -29,7 +29,9 @@ from pytorch_lightning import LightningModule
 from lightning_yolo.checkpoints.files import check_state_dict_matches, read_checkpoint
 from lightning_yolo.errors import CheckpointError, NonFiniteError
 from lightning_yolo.evaluation.ap import APResult
+from lightning_yolo.evaluation.hybrid import append_label_rows
 from lightning_yolo.evaluation.metric import BatchMean, DetectionMetric
+from lightning_yolo.evaluation.speed import StageTimes
 from lightning_yolo.evaluation.table import format_results_table
 from lightning_yolo.loss import YOLOLoss, scale_loss_gains
 from lightning_yolo.models.ema import ModelEMA
@@ -48,6 +50,7 @@ from lightning_yolo.optim import (
     scaled_weight_decay,
     warmup_iters,
 )
+from lightning_yolo.predict.predictor import augmented_forward
 from lightning_yolo.settings import MODEL_RULES, check_settings
 
 log = logging.getLogger("lightning_yolo")
@@ -106,9 +109,14 @@ class YOLOModule(LightningModule):
         conf_thres: Validation confidence threshold.
         iou_thres: Validation NMS IoU threshold.
         max_det: Maximum detections per image.
+        augment: Test-time augmentation in validation and test (YOLOv5's ``val.py --augment``): passes at scales
+            1, 0.83 (flipped left-right) and 0.67, merged before NMS. About 3x the inference time; training and
+            the validation loss are unaffected.
         channels_last: Run the model on channels-last (NHWC) tensors. Convolutions are faster this way with
             oneDNN on CPUs (about 20% for yolov5n training) and with mixed precision on GPUs; the numbers agree
             with the default layout to float rounding. The loader already delivers channels-last batches.
+        quad: The training batches come from YOLOv5's quad collate (linked from ``data.quad``): each image holds
+            four, so the loss is scaled by 4 as YOLOv5 does.
     """
 
     def __init__(
@@ -144,7 +152,9 @@ class YOLOModule(LightningModule):
         conf_thres: float = 0.001,
         iou_thres: float = 0.6,
         max_det: int = 300,
+        augment: bool = False,
         channels_last: bool = True,
+        quad: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -182,6 +192,10 @@ class YOLOModule(LightningModule):
         self._running_loss = torch.zeros(3)
         self.last_results: dict[str, torch.Tensor] | None = None
         """The metrics of the latest validation or test (``DetectionMetric.compute``); None before the first."""
+        self.hybrid_labels = False
+        """Add the labels to the predictions before NMS (YOLOv5's ``--save-hybrid``; set by ``ValOutputs``)."""
+        self.speed = StageTimes()
+        """Pre-process, inference and NMS times of the current evaluation (YOLOv5's speed line)."""
 
     # ----------------------------------------------------------------------------------------------- construction
     def _build_model(
@@ -336,8 +350,7 @@ class YOLOModule(LightningModule):
         optimizer = self.optimizers()
         ni = batch_idx + self.trainer.num_training_batches * self.current_epoch
         self._warmup(optimizer.optimizer, ni)
-        preds = self.model(self._preprocess(batch["img"]))
-        loss, items = self.loss(preds, batch["targets"])
+        loss, items = self.training_loss(batch)
         if not torch.isfinite(loss).all():
             self._skip_nonfinite(optimizer, ni)
             return loss.detach()
@@ -353,6 +366,15 @@ class YOLOModule(LightningModule):
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
         self._show_progress(items, batch, batch_idx)
         return loss.detach()
+
+    def training_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """YOLOv5's training loss of a batch (not divided by the accumulation), and the ``(3,)`` box, obj, cls items.
+
+        With ``quad`` the loss is scaled by 4, as YOLOv5 does: each quad image holds four training images.
+        """
+        preds = self.model(self._preprocess(batch["img"]))
+        loss, items = self.loss(preds, batch["targets"])
+        return (loss * 4.0 if self.hparams.quad else loss), items
 
     def _show_progress(self, items: torch.Tensor, batch: dict[str, Any], batch_idx: int) -> None:
         """YOLOv5's training columns in the progress bar: running-mean losses, instances, image size."""
@@ -382,22 +404,39 @@ class YOLOModule(LightningModule):
     def _evaluate(self, batch: dict[str, Any]) -> dict[str, list[torch.Tensor]]:
         """Loss, NMS and metric update for one validation/test batch (boxes compared in original-image pixels).
 
-        Returns the batch's detections ``(n, 6)`` per image in the batch image's pixels (for plotting callbacks).
+        Returns the batch's detections ``(n, 6)`` ``[x1, y1, x2, y2, conf, cls]`` per image: ``detections`` in the
+        batch image's pixels (for plotting callbacks), ``predictions`` in the original image's pixels (for
+        ``ValOutputs``). Pre-processing, inference and NMS are timed for the speed line.
         """
-        if batch["img"].shape[0] == 0:
-            return {"detections": []}  # a DDP rank's placeholder batch when there are fewer batches than ranks
-        img = self._to_float(batch["img"])
-        model = self.inference_model
-        raw = model.forward_raw(img)
+        if batch["img"].shape[0] == 0:  # a DDP rank's placeholder batch when there are fewer batches than ranks
+            return {"detections": [], "predictions": []}
+        with self.speed.stage("pre-process", self.device):
+            img = self._to_float(batch["img"])
+        raw, decoded = self._infer(img)
         _, items = self.loss(raw, batch["targets"])
         self.val_loss.update(items)
         hp = self.hparams
-        detections = non_max_suppression(
-            model.model[-1].decode(raw), hp.conf_thres, hp.iou_thres, multi_label=True, max_det=hp.max_det
-        )
+        with self.speed.stage("NMS", self.device):
+            if self.hybrid_labels:
+                decoded = append_label_rows(decoded, batch["targets"], tuple(img.shape[2:]))
+            detections = non_max_suppression(decoded, hp.conf_thres, hp.iou_thres, multi_label=True, max_det=hp.max_det)
+        self.speed.count(img.shape)
         preds, labels = self._to_original_frame(detections, batch, img.shape[2:])
         self.val_metric.update(preds, labels)
-        return {"detections": detections}
+        return {"detections": detections, "predictions": preds}
+
+    def _infer(self, img: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Raw level outputs of the plain pass (for the loss) and the decoded predictions (test-time augmented with
+        ``augment``); only the pass(es) giving the predictions count as inference time."""
+        model = self.inference_model
+        if self.hparams.augment:
+            with self.speed.stage("inference", self.device):
+                decoded = augmented_forward(model, img)
+            return model.forward_raw(img), decoded  # the validation loss stays that of the plain pass
+        with self.speed.stage("inference", self.device):
+            raw = model.forward_raw(img)
+            decoded = model.model[-1].decode(raw)
+        return raw, decoded
 
     @staticmethod
     def _to_original_frame(
@@ -446,6 +485,9 @@ class YOLOModule(LightningModule):
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
             full = self.trainer.state.fn != "fit"
             print(format_results_table(self.last_results, self.model.names, per_class=full))
+            if full:  # YOLOv5 prints the speed line after val.py's table, not after training's validations
+                print(self.speed.line(self.hparams.imgsz))
+        self.speed.reset()
 
     def on_validation_epoch_end(self) -> None:
         self._end_evaluation()

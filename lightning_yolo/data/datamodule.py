@@ -42,8 +42,14 @@ from lightning_yolo.data.config import (
     list_images,
     load_dataset_config,
 )
-from lightning_yolo.data.dataset import AugmentSettings, BatchView, YOLODataset, collate
-from lightning_yolo.data.samplers import EpochSampler, RectBatchSampler, rect_batches
+from lightning_yolo.data.dataset import AugmentSettings, BatchView, YOLODataset, collate, collate_quad
+from lightning_yolo.data.samplers import (
+    EpochSampler,
+    RectBatchSampler,
+    WeightedEpochSampler,
+    image_weights,
+    rect_batches,
+)
 from lightning_yolo.data.scan import ScanResult, scan_split
 from lightning_yolo.data.synthetic import DATASET_NAME, ensure_synthetic_dataset
 from lightning_yolo.data.workers import batch_pool, cap_workers, seed_worker, wait_for_label_cache, worker_niceness
@@ -67,6 +73,10 @@ class YOLODataModule(LightningDataModule):
         cache: Cache images: ``ram`` (resized images in memory, when they fit), ``disk`` (.npy files in the
             cache folder) or null (read image files each time).
         rect: Rectangular training batches (images sorted by aspect ratio, no mosaic).
+        image_weights: Draw training images with replacement, weighted by their classes' rarity and by
+            ``(1 - mAP)^2`` of the latest validation (YOLOv5's ``--image-weights``); not with ``rect``.
+        quad: YOLOv5's quad collate: every 4 training images become one of twice the side (the first one
+            upscaled, or all four tiled 2x2, at random); the batch size must be a multiple of 4.
         single_cls: Train as a single-class detector (every class becomes 0).
         hsv_h: HSV hue augmentation (fraction).
         hsv_s: HSV saturation augmentation (fraction).
@@ -104,6 +114,8 @@ class YOLODataModule(LightningDataModule):
         workers: int = 8,
         cache: Literal["ram", "disk"] | None = None,
         rect: bool = False,
+        image_weights: bool = False,
+        quad: bool = False,
         single_cls: bool = False,
         hsv_h: float = 0.015,
         hsv_s: float = 0.7,
@@ -145,10 +157,15 @@ class YOLODataModule(LightningDataModule):
             copy_paste=copy_paste,
         )
         check_settings("data", self.hparams, DATA_RULES)  # before any file is read: a bad value fails fast
+        if quad and batch_size % 4:
+            raise ConfigError(f"data.quad needs a batch size that is a multiple of 4, got {batch_size}")
+        if image_weights and rect:
+            raise ConfigError("data.image_weights and data.rect exclude each other (rect batches are not drawn)")
         self.imgsz = round_to_stride(imgsz, stride)
         self.batch_size, self.stride, self.cache, self.cache_dir = batch_size, stride, cache, cache_dir
         self.workers = cap_workers(workers)
         self.rect, self.single_cls, self.close_mosaic, self.seed = rect, single_cls, close_mosaic, seed
+        self.image_weights, self.quad = image_weights, quad
         self.fast_decode, self.fast_warp = fast_decode, fast_warp
         self.use_albumentations, self.albumentations_extra = albumentations, list(albumentations_extra or [])
         check_albumentations(self.albumentations_extra)
@@ -275,8 +292,19 @@ class YOLODataModule(LightningDataModule):
                 batches, world, rank, shuffle=True, seed=self.seed, even=True, epoch_fn=self._epoch, with_epoch=True
             )
             return self._loader(BatchView(dataset), None, sampler, collate_fn=self._train_collate())
-        sampler = EpochSampler(dataset, world, rank, shuffle=True, seed=self.seed, epoch_fn=self._epoch)
+        if self.image_weights:
+            sampler = WeightedEpochSampler(dataset, self._image_weights, world, rank, self.seed, self._epoch)
+        else:
+            sampler = EpochSampler(dataset, world, rank, shuffle=True, seed=self.seed, epoch_fn=self._epoch)
         return self._loader(dataset, self.batch_size, sampler, collate_fn=self._train_collate())
+
+    def _image_weights(self) -> np.ndarray:
+        """This epoch's image weights, from the per-class mAP of the latest validation (zeros before it)."""
+        trainer = self._attached()
+        module = trainer.lightning_module if trainer is not None else None
+        results = module.last_results if module is not None else None
+        maps = results["maps"].detach().cpu().numpy() if results else None
+        return image_weights(self._dataset("train").labels, self.nc, maps)
 
     def val_dataloader(self) -> DataLoader:
         """Rect validation batches, each image exactly once over all ranks."""
@@ -315,7 +343,8 @@ class YOLODataModule(LightningDataModule):
         """Training batches reuse shared-memory buffers in the workers when those fit (:func:`batch_pool`)."""
         batch_bytes = self.batch_size * self.imgsz * self.imgsz * 3
         pool = batch_pool(self._loader_workers(), PREFETCH_FACTOR + 1, batch_bytes)
-        return collate if pool is None else functools.partial(collate, pool=pool)
+        batcher = collate_quad if self.quad else collate
+        return batcher if pool is None else functools.partial(batcher, pool=pool)
 
     def _cpu_training(self) -> bool:
         """Whether the attached Trainer runs the model on CPUs (see :func:`worker_niceness`)."""

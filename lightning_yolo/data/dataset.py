@@ -21,7 +21,8 @@ only on the seed, the epoch and the image, never on worker count or order. The t
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -350,6 +351,42 @@ def collate(samples: Sequence[Sample], pool: SharedBatchPool | None = None) -> d
         targets.append(lb)
     img = stack_images(imgs, pool)
     return {"img": img, "targets": torch.cat(targets), "paths": list(paths), "shapes": list(shapes)}
+
+
+QUAD_SHIFT = torch.tensor([[0.0, 0, 0, 1, 0, 0], [0, 0, 1, 0, 0, 0]])
+"""Label shifts ``[index, class, x, y, w, h]`` of the image below (y + 1) and the image to the right (x + 1)."""
+QUAD_SCALE = torch.tensor([1, 1, 0.5, 0.5, 0.5, 0.5])
+"""Normalised boxes of a 2x2 tile shrink by half."""
+
+
+def collate_quad(
+    samples: Sequence[Sample], pool: SharedBatchPool | None = None, draw: Callable[[], float] = random.random
+) -> dict[str, Any]:
+    """YOLOv5's ``collate_fn4`` (``--quad``): every 4 samples become one image of twice the side.
+
+    With probability 0.5 the group's first image is upscaled 2x (bilinear) with its labels; otherwise the four are
+    tiled, images 0 and 1 on the left (1 below 0), 2 and 3 on the right, labels shifted and halved. The training
+    loss of such a batch is scaled by 4 (``YOLOModule``'s ``quad``).
+
+    Args:
+        samples: A batch whose length is a multiple of 4 (a trailing remainder is dropped, as YOLOv5 does).
+        pool: As :func:`collate`.
+        draw: Uniform [0, 1) draws deciding each group (Python's generator, seeded per worker, as YOLOv5's).
+    """
+    merged = []
+    for g in range(len(samples) // 4):
+        group = samples[4 * g : 4 * g + 4]
+        (img, labels, path, shapes) = group[0]
+        if draw() < 0.5:
+            hwc = cv2.resize(img.permute(1, 2, 0).numpy(), None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
+            merged.append((torch.from_numpy(hwc).permute(2, 0, 1), labels.clone(), path, shapes))
+            continue
+        imgs = [s[0] for s in group]
+        tile = torch.cat((torch.cat(imgs[:2], 1), torch.cat(imgs[2:], 1)), 2)  # (3, 2H, 2W)
+        shifts = (0, QUAD_SHIFT[0], QUAD_SHIFT[1], QUAD_SHIFT[0] + QUAD_SHIFT[1])
+        boxes = torch.cat([s[1] + shift for s, shift in zip(group, shifts, strict=True)]) * QUAD_SCALE
+        merged.append((tile, boxes, path, shapes))
+    return collate(merged, pool)
 
 
 class BatchView(Dataset):

@@ -156,3 +156,66 @@ class EpochSampler(DistributedSampler):
             self.epoch = int(self.epoch_fn())
         epoch = self.epoch
         return ((int(i), epoch) for i in super().__iter__())
+
+
+class WeightedEpochSampler(EpochSampler):
+    """YOLOv5's ``--image-weights`` sampler: each epoch draws ``len(dataset)`` images with replacement, weighted by
+    :func:`image_weights`, then shards them over the ranks like :class:`EpochSampler`.
+
+    The draw is seeded with ``seed + epoch`` and the weights are the same on every rank (they come from the
+    validation metrics, which are reduced over ranks), so every rank draws the same list and takes its own share.
+
+    Args:
+        dataset: The dataset (only its length is used).
+        weights_fn: Called at the start of each pass: the ``(len(dataset),)`` image weights for this epoch.
+        num_replicas, rank, seed, epoch_fn: As :class:`EpochSampler`.
+    """
+
+    def __init__(
+        self,
+        dataset: Sequence,
+        weights_fn: Callable[[], np.ndarray],
+        num_replicas: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+        epoch_fn: EpochFn | None = None,
+    ) -> None:
+        super().__init__(dataset, num_replicas, rank, shuffle=True, seed=seed, epoch_fn=epoch_fn)
+        self.weights_fn = weights_fn
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.epoch_fn is not None:
+            self.epoch = int(self.epoch_fn())
+        weights = np.asarray(self.weights_fn(), dtype=np.float64)
+        if not weights.sum() > 0:  # no labels at all: every image alike
+            weights = np.ones(len(weights))
+        rng = np.random.default_rng(self.seed + self.epoch)
+        drawn = rng.choice(len(weights), size=len(weights), replace=True, p=weights / weights.sum())
+        drawn = np.concatenate([drawn, drawn[: self.total_size - len(drawn)]])  # pad to a multiple of the ranks
+        return ((int(i), self.epoch) for i in drawn[self.rank : self.total_size : self.num_replicas])
+
+
+def class_weights(labels: Sequence[np.ndarray], nc: int) -> np.ndarray:
+    """YOLOv5's ``labels_to_class_weights * nc``: inverse class frequency over the labels, normalised to mean 1.
+
+    A class without labels counts as one label (so it gets the largest weight, not a division by zero).
+    """
+    classes = np.concatenate([np.asarray(lb)[:, 0] for lb in labels]).astype(int) if len(labels) else np.zeros(0)
+    counts = np.bincount(classes, minlength=nc).astype(np.float64)
+    counts[counts == 0] = 1
+    weights = 1 / counts
+    return weights / weights.sum() * nc
+
+
+def image_weights(labels: Sequence[np.ndarray], nc: int, maps: np.ndarray | None = None) -> np.ndarray:
+    """YOLOv5's per-image sampling weights: sum over an image's labels of its class weight ``(1 - mAP)^2 / nc``.
+
+    Args:
+        labels: Per image ``(n, 5+)`` arrays whose first column is the class.
+        nc: Number of classes.
+        maps: ``(nc,)`` per-class mAP@0.5:0.95 of the latest validation; zeros before the first.
+    """
+    maps = np.zeros(nc) if maps is None else np.asarray(maps, dtype=np.float64)
+    cw = class_weights(labels, nc) * (1 - maps) ** 2 / nc
+    counts = np.stack([np.bincount(np.asarray(lb)[:, 0].astype(int), minlength=nc) for lb in labels])
+    return (counts * cw[None]).sum(1)
