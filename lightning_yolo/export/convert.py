@@ -32,9 +32,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", type=Path, required=True, help="official YOLOv5 .pt (e.g. yolov5n.pt) or training .ckpt"
     )
     parser.add_argument(
-        "--output", type=Path, default=None, help="weights file to write (default: <weights stem>_lightning.pt)"
+        "--output",
+        type=Path,
+        default=None,
+        help="weights file to write, its folder created if missing (default: <weights stem>_lightning.pt)",
     )
     return parser
+
+
+def _make_folder(output: Path) -> None:
+    """Create the folder of ``output`` with its missing parents.
+
+    Raises:
+        ValueError: the folder cannot be created (a parent is a file, no permission, read-only file system).
+    """
+    folder = output.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # FileExistsError when a parent is a file
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        reason = f"{blocker} is not a folder" if blocker else exc.strerror or str(exc)
+        raise ValueError(f"--output {output}: cannot create the folder {folder}: {reason}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,8 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if output.resolve() == args.weights.resolve():
             raise ValueError(f"--output {output} would overwrite the input file")
+        if output.is_dir():
+            raise ValueError(f"--output {output} is a folder; give a file name")
         weights = load_weights(args.weights)
-        save_weights(output, weights.yaml, weights.state_dict, weights.names, weights.stride)
+        _make_folder(output)
+        try:
+            save_weights(output, weights.yaml, weights.state_dict, weights.names, weights.stride)
+        except OSError as exc:
+            raise ValueError(f"--output {output}: cannot write the file: {exc.strerror or exc}") from None
     except (WeightsError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

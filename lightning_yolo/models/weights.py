@@ -31,7 +31,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_yolo.checkpoints.files import MAX_LISTED, atomic_write_bytes, mismatched_keys, read_checkpoint
+from lightning_yolo.checkpoints.files import (
+    MAX_LISTED,
+    atomic_write_bytes,
+    mismatched_keys,
+    not_a_file,
+    read_checkpoint,
+)
 from lightning_yolo.errors import CheckpointError
 from lightning_yolo.models.unpickler import (
     ArchiveError,
@@ -139,8 +145,8 @@ def _read(path: Path) -> tuple[Weights, DetectionModel | None]:
 
 def _open_archive(path: Path) -> zipfile.ZipFile:
     """Open ``path`` as a PyTorch zip checkpoint, or raise a :class:`WeightsError` saying what is wrong."""
-    if not path.is_file():
-        raise WeightsError(f"cannot load {path}: no such file")
+    if not path.is_file():  # stat only: a FIFO is never opened (that would block)
+        raise WeightsError(f"cannot load {path}: {not_a_file(path)}")
     if path.stat().st_size == 0:
         raise WeightsError(f"cannot load {path}: the file is empty")
     if not zipfile.is_zipfile(path):

@@ -1,8 +1,10 @@
-"""Inference on images, folders, glob patterns, ``.txt`` lists and videos (``python -m lightning_yolo predict``)."""
+"""Inference on images, folders, glob patterns, ``.txt`` lists, videos, webcams and network streams
+(``python -m lightning_yolo predict``)."""
 
 from lightning_yolo.predict.predictor import Detector, Predictor, PredictSettings, augmented_forward, load_detector
 from lightning_yolo.predict.run import main
 from lightning_yolo.predict.sources import Frame, FrameReader, SourceError, resolve_sources
+from lightning_yolo.predict.streams import StreamReader, is_stream
 
 __all__ = [
     "Detector",
@@ -11,7 +13,9 @@ __all__ = [
     "PredictSettings",
     "Predictor",
     "SourceError",
+    "StreamReader",
     "augmented_forward",
+    "is_stream",
     "load_detector",
     "main",
     "resolve_sources",

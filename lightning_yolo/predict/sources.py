@@ -2,23 +2,28 @@
 
 Images are decoded to BGR uint8 with their EXIF orientation applied; videos are read with OpenCV. A source that
 does not exist, or that names no image or video at all, is a :class:`SourceError` naming the path. A file that
-exists but cannot be decoded is skipped with a warning and counted in :attr:`FrameReader.skipped`, so one bad
-picture in a folder of thousands does not stop the run.
+exists but cannot be used is skipped with a warning and counted in :attr:`FrameReader.skipped`, so one bad
+picture in a folder of thousands does not stop the run. Every image is first checked the way the training scan
+checks it (:func:`~lightning_yolo.data.images.verify_image`: its header before any decoding), so a decompression
+bomb (a small file declaring a huge picture) is refused in milliseconds instead of being decoded into gigabytes.
+Webcams and network streams are read by :mod:`lightning_yolo.predict.streams`.
 """
 
 from __future__ import annotations
 
 import glob
 import logging
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from lightning_yolo.data.config import IMG_FORMATS, DatasetError
-from lightning_yolo.data.images import load_image_bgr
+from lightning_yolo.data.images import load_image_bgr, verify_image
 
 __all__ = ["VID_FORMATS", "Frame", "FrameReader", "SourceError", "is_image", "is_video", "resolve_sources"]
 
@@ -130,13 +135,20 @@ def resolve_sources(source: str | Path) -> list[Path]:
 class FrameReader:
     """Iterate over every frame of a list of image and video files, skipping (and counting) unreadable ones.
 
+    Video frames are numbered by their position in the video; with ``vid_stride`` n only frames n, 2n, 3n, ...
+    are read (YOLOv5's ``--vid-stride``), and their frame rate is the video's divided by n.
+
     Attributes:
         paths: the files, as given.
+        vid_stride: keep every n-th video frame.
         skipped: ``(path, reason)`` for each file that could not be read.
     """
 
-    def __init__(self, paths: list[Path]) -> None:
+    def __init__(self, paths: list[Path], vid_stride: int = 1) -> None:
+        if vid_stride < 1:
+            raise ValueError(f"vid_stride {vid_stride} must be at least 1")
         self.paths = list(paths)
+        self.vid_stride = vid_stride
         self.skipped: list[tuple[Path, str]] = []
 
     def __iter__(self) -> Iterator[Frame]:
@@ -153,6 +165,12 @@ class FrameReader:
         LOGGER.warning("%s: skipped, %s", path, reason)
 
     def _image(self, path: Path) -> Frame | None:
+        with warnings.catch_warnings():  # PIL warns about pictures near its limit; our message says enough
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            check = verify_image(path)  # the header first: a decompression bomb is never decoded
+        if check.error:
+            self._skip(path, check.error)
+            return None
         try:
             return Frame(path, load_image_bgr(path))
         except DatasetError as err:
@@ -166,15 +184,20 @@ class FrameReader:
                 self._skip(path, "cannot open the video")
                 return
             frames = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
-            fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-            number = 0
-            while True:
-                ok, image = capture.read()
+            fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0) / self.vid_stride
+            number, kept = 0, 0
+            while capture.grab():  # grab() skips decoding the frames vid_stride leaves out
+                number += 1
+                if number % self.vid_stride:
+                    continue
+                ok, image = capture.retrieve()
                 if not ok:
                     break
-                number += 1
+                kept += 1
                 yield Frame(path, image, number, frames, fps)
             if number == 0:
                 self._skip(path, "the video has no readable frames")
+            elif kept == 0:
+                self._skip(path, f"the video has {number} frames, fewer than the frame stride {self.vid_stride}")
         finally:
             capture.release()

@@ -6,6 +6,7 @@ they belong to (what :class:`~lightning_yolo.predict.predictor.Predictor` return
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
@@ -18,7 +19,17 @@ import torch
 from lightning_yolo.ops.boxes import clip_boxes, xyxy_to_xywh, xyxy_to_xywhn
 from lightning_yolo.plots import class_color
 
-__all__ = ["CocoCollector", "VideoSink", "annotate", "save_crops", "write_image", "write_txt"]
+__all__ = [
+    "CSV_HEADER",
+    "CocoCollector",
+    "CsvWriter",
+    "VideoSink",
+    "annotate",
+    "box_label",
+    "save_crops",
+    "write_image",
+    "write_txt",
+]
 
 _TEXT_COLOR = (255, 255, 255)
 CROP_GAIN = 1.02  # crops are 2 % larger than the box ...
@@ -32,9 +43,12 @@ def _line_width(shape: tuple[int, ...]) -> int:
 
 
 def _draw_box(image: np.ndarray, box: list[float], label: str, color: tuple[int, int, int], lw: int) -> None:
-    """A rectangle with a filled label tag above it (inside the box when the top edge has no room)."""
+    """A rectangle with a filled label tag above it (inside the box when the top edge has no room); no tag when
+    ``label`` is empty."""
     p1, p2 = (int(box[0]), int(box[1])), (int(box[2]), int(box[3]))
     cv2.rectangle(image, p1, p2, color, thickness=lw, lineType=cv2.LINE_AA)
+    if not label:
+        return
     thickness = max(lw - 1, 1)
     (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, lw / 3, thickness)
     outside = p1[1] - th - 3 >= 0
@@ -46,14 +60,38 @@ def _draw_box(image: np.ndarray, box: list[float], label: str, color: tuple[int,
     cv2.putText(image, label, (p1[0], text_y), cv2.FONT_HERSHEY_SIMPLEX, lw / 3, _TEXT_COLOR, thickness, cv2.LINE_AA)
 
 
-def annotate(image: np.ndarray, det: torch.Tensor, names: list[str]) -> np.ndarray:
-    """A copy of a BGR picture with each detection drawn as a box labelled ``name conf`` in its class colour."""
+def box_label(name: str, conf: float, hide_labels: bool = False, hide_conf: bool = False) -> str:
+    """The text drawn on a box: ``name conf`` (``person 0.87``), ``name`` with ``hide_conf``, none with
+    ``hide_labels`` (YOLOv5's ``--hide-labels`` / ``--hide-conf``)."""
+    if hide_labels:
+        return ""
+    return name if hide_conf else f"{name} {conf:.2f}"
+
+
+def annotate(
+    image: np.ndarray,
+    det: torch.Tensor,
+    names: list[str],
+    line_width: int = 0,
+    hide_labels: bool = False,
+    hide_conf: bool = False,
+) -> np.ndarray:
+    """A copy of a BGR picture with each detection drawn as a box labelled ``name conf`` in its class colour.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 BGR picture.
+        det: ``(n, 6)`` detections in its pixels.
+        names: class names.
+        line_width: box line width in pixels (the label font scales with it); 0 picks one from the picture size.
+        hide_labels: draw boxes only, no label tags.
+        hide_conf: label tags without the confidence.
+    """
     out = image.copy()
-    lw = _line_width(out.shape)
+    lw = line_width or _line_width(out.shape)
     for *box, conf, cls in reversed(det.tolist()):  # lowest confidence first, so the best is drawn on top
         c = int(cls)
         name = names[c] if 0 <= c < len(names) else str(c)
-        _draw_box(out, box, f"{name} {conf:.2f}", class_color(c, bgr=True), lw)
+        _draw_box(out, box, box_label(name, conf, hide_labels, hide_conf), class_color(c, bgr=True), lw)
     return out
 
 
@@ -137,6 +175,37 @@ class CocoCollector:
         tmp.write_text(json.dumps(self.records), encoding="utf-8")
         os.replace(tmp, path)
         return path
+
+
+CSV_HEADER = ("Image Name", "Prediction", "Confidence")
+"""Columns of ``predictions.csv`` (YOLOv5's ``--save-csv``)."""
+
+
+class CsvWriter:
+    """``predictions.csv`` as YOLOv5's ``--save-csv`` writes it: one row per detection, ``Image Name`` (the file
+    name; ``<file name>:<frame>`` for a video frame), ``Prediction`` (the class name) and ``Confidence`` (two
+    decimals), lowest confidence first within a picture as YOLOv5 lists them. The header is written at once, so a
+    run without detections leaves a file with the header only.
+    """
+
+    def __init__(self, path: Path, names: list[str]) -> None:
+        self.path = path
+        self.names = names
+        self._file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(CSV_HEADER)
+        self.rows = 0
+
+    def add(self, image_name: str, det: torch.Tensor) -> None:
+        """Add a row for each detection of one picture."""
+        for conf, cls in reversed(det[:, 4:6].tolist()):
+            c = int(cls)
+            self._writer.writerow((image_name, self.names[c] if 0 <= c < len(self.names) else str(c), f"{conf:.2f}"))
+            self.rows += 1
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        self._file.close()
 
 
 class VideoSink:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 
 from lightning_yolo.export.convert import main
-from lightning_yolo.models.weights import FORMAT, load_weights
+from lightning_yolo.models.weights import FORMAT, WeightsError, load_weights
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +75,59 @@ def test_a_training_checkpoint_converts_to_its_ema_weights(yolov5n_path: Path, t
     converted = load_weights(tmp_path / "last_lightning.pt")
     assert converted.names == official.names and converted.stride == official.stride
     assert all(torch.equal(converted.state_dict[k], v) for k, v in official.state_dict.items())
+
+
+def test_output_into_missing_folders_creates_them(yolov5n_path: Path, tmp_path: Path) -> None:
+    output = tmp_path / "new" / "deeper" / "w.pt"
+    assert main(["--weights", str(yolov5n_path), "--output", str(output)]) == 0
+    assert load_weights(output).names == load_weights(yolov5n_path).names
+
+
+@pytest.mark.parametrize("kind", ["parent_is_a_file", "output_is_a_folder"])
+def test_output_that_cannot_be_written_is_a_one_line_error(
+    yolov5n_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    (tmp_path / "plain.txt").write_text("a file, not a folder")
+    output = tmp_path / "plain.txt" / "sub" / "w.pt" if kind == "parent_is_a_file" else tmp_path
+    assert main(["--weights", str(yolov5n_path), "--output", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --output {output}") and err.count("\n") == 1
+    expected = f"{tmp_path / 'plain.txt'} is not a folder" if kind == "parent_is_a_file" else "is a folder"
+    assert expected in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.txt"]  # no stray temporary file
+
+
+def _unblock_after(fifo: Path, seconds: float) -> None:
+    """Open ``fifo`` for writing after ``seconds``, so code that wrongly opened it for reading fails, not hangs."""
+
+    def poke() -> None:
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # no reader waiting: nothing was blocked
+            pass
+
+    timer = threading.Timer(seconds, poke)
+    timer.daemon = True
+    timer.start()
+
+
+@pytest.mark.parametrize(
+    ("kind", "what"), [("folder", "a folder"), ("fifo", "a FIFO"), ("device", "a character device")]
+)
+def test_weights_that_are_not_a_regular_file_say_what_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, what: str
+) -> None:
+    if kind == "folder":
+        weights = tmp_path / "weights.pt"
+        weights.mkdir()
+    elif kind == "fifo":
+        weights = tmp_path / "pipe.pt"
+        os.mkfifo(weights)  # opening it would block until a writer comes: the check must only stat it
+        _unblock_after(weights, seconds=10.0)
+    else:
+        weights = Path("/dev/null")
+    with pytest.raises(WeightsError, match=re.escape(f"cannot load {weights}: {what}")):
+        load_weights(weights)
+    assert main(["--weights", str(weights), "--output", str(tmp_path / "out.pt")]) == 2
+    assert capsys.readouterr().err == f"error: cannot load {weights}: {what}\n"
+    assert not (tmp_path / "out.pt").exists()

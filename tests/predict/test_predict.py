@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +16,10 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from lightning_yolo.predict import Predictor, PredictSettings, augmented_forward, load_detector, main
+from lightning_yolo.predict import Frame, Predictor, PredictSettings, augmented_forward, load_detector, main
+from lightning_yolo.predict import run as predict_run
+from lightning_yolo.predict.run import build_parser
+from lightning_yolo.predict.writers import annotate
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +211,218 @@ def test_predict_export_and_convert_load_a_checkpoint_without_lightning(tmp_path
         [sys.executable, "-c", NO_LIGHTNING, str(tmp_path / "last.ckpt")], capture_output=True, text=True, check=True
     )
     assert run.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# detect.py's drawing, video, size, precision and CSV options
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bus_png(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bus.jpg as a PNG, so the annotated output is lossless and can be compared pixel for pixel."""
+    path = tmp_path_factory.mktemp("bus") / "bus.png"
+    cv2.imwrite(str(path), cv2.imread(str(shared / "images" / "bus.jpg")))
+    return path
+
+
+def _predict_into(weights: Path, source: Path, tmp_path: Path, name: str, *extra: str) -> Path:
+    """Run predict at imgsz 320 into ``tmp_path/runs/<name>`` and return that folder."""
+    argv = ["--weights", str(weights), "--source", str(source), "--imgsz", "320"]
+    assert main([*argv, "--project", str(tmp_path / "runs"), "--name", name, *extra]) == 0
+    return tmp_path / "runs" / name
+
+
+def _detections(run: Path, image_id: str) -> torch.Tensor:
+    """The (n, 6) xyxy detections of one picture, read back from the run's predictions.json."""
+    records = [r for r in json.loads((run / "predictions.json").read_text()) if r["image_id"] == image_id]
+    det = torch.tensor([[*r["bbox"], r["score"], r["category_id"]] for r in records]).reshape(-1, 6)
+    det[:, 2:4] += det[:, :2]  # top-left xywh -> xyxy
+    return det
+
+
+def test_parser_keeps_detect_py_defaults_and_underscore_spellings() -> None:
+    args = build_parser().parse_args(["--weights", "w.pt", "--source", "s"])
+    assert (args.imgsz, args.line_thickness, args.vid_stride) == ([640], 3, 1)
+    assert not (args.hide_labels or args.hide_conf or args.half or args.save_csv)
+    spelled = ["--line_thickness", "5", "--hide_labels", "--hide_conf", "--vid_stride", "2", "--save_csv"]
+    yolov5 = ["--img", "480", "640", "--conf-thres", "0.5", "--iou-thres", "0.6", "--agnostic-nms"]
+    args = build_parser().parse_args(["--weights", "w.pt", "--source", "s", *spelled, *yolov5])
+    assert (args.line_thickness, args.hide_labels, args.hide_conf, args.vid_stride, args.save_csv) == (5, 1, 1, 2, 1)
+    assert (args.imgsz, args.conf, args.iou, args.agnostic) == ([480, 640], 0.5, 0.6, True)
+
+
+def test_annotate_line_width_and_hidden_labels_on_a_blank_picture() -> None:
+    blank = np.zeros((200, 200, 3), np.uint8)
+    det = torch.tensor([[50.0, 100.0, 150.0, 180.0, 0.9, 0.0]])
+
+    def drawn_rows(image: np.ndarray) -> int:  # rows of the box's left edge band that were painted at x = 100
+        return int((image[:, 100].max(1) > 0).sum())
+
+    thin, thick = annotate(blank, det, ["thing"], line_width=1), annotate(blank, det, ["thing"], line_width=9)
+    assert (thick.max(2) > 0).sum() > (thin.max(2) > 0).sum()
+    hidden = annotate(blank, det, ["thing"], line_width=2, hide_labels=True)
+    assert not hidden[:95].any()  # nothing above the box: no label tag
+    shown = annotate(blank, det, ["thing"], line_width=2)
+    assert shown[:95].any() and drawn_rows(shown) > drawn_rows(hidden)
+    short = annotate(blank, det, ["thing"], line_width=2, hide_conf=True)
+    assert 0 < (short[:95].max(2) > 0).sum() < (shown[:95].max(2) > 0).sum()  # a shorter tag: "thing", no "0.90"
+
+
+def test_line_thickness_reaches_the_saved_picture(detector, weights: Path, bus_png: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    thin = _predict_into(weights, bus_png, tmp_path, "thin", "--line-thickness", "1")
+    thick = _predict_into(weights, bus_png, tmp_path, "thick", "--line_thickness", "8")
+    image, det = cv2.imread(str(bus_png)), _detections(thin, "bus")
+    assert len(det) >= 3
+    assert np.array_equal(cv2.imread(str(thin / "bus.png")), annotate(image, det, detector.names, line_width=1))
+    assert np.array_equal(cv2.imread(str(thick / "bus.png")), annotate(image, det, detector.names, line_width=8))
+
+
+@pytest.mark.slow
+def test_hide_labels_and_hide_conf_reach_the_saved_picture(
+    detector,  # noqa: ANN001
+    weights: Path,
+    bus_png: Path,
+    tmp_path: Path,
+) -> None:
+    plain = _predict_into(weights, bus_png, tmp_path, "plain")
+    no_labels = _predict_into(weights, bus_png, tmp_path, "no_labels", "--hide-labels")
+    no_conf = _predict_into(weights, bus_png, tmp_path, "no_conf", "--hide-conf")
+    image, det, names = cv2.imread(str(bus_png)), _detections(plain, "bus"), detector.names
+    assert np.array_equal(cv2.imread(str(plain / "bus.png")), annotate(image, det, names, line_width=3))
+    assert np.array_equal(cv2.imread(str(no_labels / "bus.png")), annotate(image, det, names, 3, hide_labels=True))
+    assert np.array_equal(cv2.imread(str(no_conf / "bus.png")), annotate(image, det, names, 3, hide_conf=True))
+    outputs = [cv2.imread(str(run / "bus.png")) for run in (plain, no_labels, no_conf)]
+    assert not np.array_equal(outputs[0], outputs[1]) and not np.array_equal(outputs[0], outputs[2])
+
+
+def test_save_csv_writes_detect_py_columns_one_row_per_box(
+    detector,  # noqa: ANN001
+    weights: Path,
+    bus_png: Path,
+    tmp_path: Path,
+) -> None:
+    run = _predict_into(weights, bus_png, tmp_path, "csv", "--save-csv")
+    with open(run / "predictions.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    det = _detections(run, "bus")
+    expected = [["bus.png", detector.names[int(c)], f"{s:.2f}"] for *_, s, c in reversed(det.tolist())]
+    assert rows[0] == ["Image Name", "Prediction", "Confidence"]
+    assert rows[1:] == expected and len(expected) >= 3 and {r[1] for r in expected} >= {"person", "bus"}
+    assert not (_predict_into(weights, bus_png, tmp_path, "no_csv") / "predictions.csv").exists()
+
+
+def test_vid_stride_predicts_every_nth_frame(weights: Path, tmp_path: Path) -> None:
+    video = _video(tmp_path / "clip.avi", frames=7)
+    argv = ["--weights", str(weights), "--source", str(video), "--imgsz", "160", "--project", str(tmp_path / "runs")]
+    assert main([*argv, "--vid-stride", "3", "--save-txt", "--save-csv", "--conf", "0.001"]) == 0
+    run = tmp_path / "runs" / "exp"
+    assert sorted(p.name for p in (run / "labels").iterdir()) == ["clip_3.txt", "clip_6.txt"]
+    outputs = [p for p in run.iterdir() if p.suffix in (".mp4", ".avi")]
+    assert len(outputs) == 1 and _frame_count(outputs[0]) == 2
+    names = {row[0] for row in csv.reader((run / "predictions.csv").read_text().splitlines()[1:])}
+    assert names <= {"clip.avi:3", "clip.avi:6"}
+
+
+def test_non_square_imgsz_gives_the_letterboxed_input_shape(detector, shared: Path) -> None:  # noqa: ANN001
+    bus = cv2.imread(str(shared / "images" / "bus.jpg"))  # 1080 x 810 (h x w)
+    shapes: list[tuple[int, ...]] = []
+    hook = detector.model.register_forward_pre_hook(lambda _, args: shapes.append(tuple(args[0].shape)))
+    try:
+        tall = Predictor(detector, PredictSettings(imgsz=(320, 160)))([bus])[0]
+        Predictor(detector, PredictSettings(imgsz=320))([bus])
+    finally:
+        hook.remove()
+    # (320, 160): scale min(320/1080, 160/810) -> 213 x 160; the padding left is cut to its remainder modulo the
+    # stride (YOLOv5's auto letterbox): 213 + (320 - 213) % 32 = 224. Square 320: 320 x 240, 240 + 80 % 32 = 256.
+    assert shapes == [(1, 3, 224, 160), (1, 3, 320, 256)]
+    assert (tall[:, [0, 2]] <= 810).all() and (tall[:, [1, 3]] <= 1080).all() and len(tall)
+
+
+@pytest.mark.slow
+def test_imgsz_height_width_reaches_the_model(
+    weights: Path, bus_png: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shapes: list[tuple[int, ...]] = []
+
+    def spying_load(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        loaded = load_detector(*args, **kwargs)
+        loaded.model.register_forward_pre_hook(lambda _, inputs: shapes.append(tuple(inputs[0].shape)))
+        return loaded
+
+    monkeypatch.setattr(predict_run, "load_detector", spying_load)
+    argv = ["--weights", str(weights), "--source", str(bus_png), "--project", str(tmp_path), "--nosave"]
+    assert main([*argv, "--imgsz", "320", "160"]) == 0
+    assert main([*argv, "--img-size", "320"]) == 0
+    assert shapes == [(1, 3, 224, 160), (1, 3, 320, 256)]
+
+
+@pytest.mark.parametrize("sizes", [["320", "160", "96"], ["0"], ["320", "-32"]])
+def test_bad_imgsz_is_a_one_line_error(
+    weights: Path, bus_png: Path, tmp_path: Path, capsys: pytest.CaptureFixture, sizes: list[str]
+) -> None:
+    argv = ["--weights", str(weights), "--source", str(bus_png), "--project", str(tmp_path), "--imgsz", *sizes]
+    assert main(argv) == 2
+    assert (
+        capsys.readouterr().err == f"error: --imgsz {' '.join(sizes)}: give one or two positive sizes (height width)\n"
+    )
+
+
+def test_half_on_cpu_is_a_one_line_error_before_any_work(
+    weights: Path, bus_png: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["--weights", str(weights), "--source", str(bus_png), "--project", str(tmp_path / "runs"), "--half"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == "error: --half needs a CUDA device (e.g. --device 0), not --device cpu\n"
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_half_detector_runs_in_float16_and_finds_the_same_boxes(detector, weights: Path, shared: Path) -> None:  # noqa: ANN001
+    bus = cv2.imread(str(shared / "images" / "bus.jpg"))
+    half = load_detector(weights, half=True)  # float16 convolutions run (slowly) on the CPU too
+    dtypes: list[torch.dtype] = []
+    half.model.register_forward_pre_hook(lambda _, args: dtypes.append(args[0].dtype))
+    got = Predictor(half, PredictSettings(imgsz=320))([bus])[0]
+    full = Predictor(detector, PredictSettings(imgsz=320))([bus])[0]
+    assert dtypes == [torch.float16] and got.dtype == torch.float32
+    assert got[:, 5].tolist() == full[:, 5].tolist()
+    assert (box_iou(got[:, :4], full[:, :4]).diagonal() > 0.98).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_half_on_cuda_predicts(weights: Path, bus_png: Path, tmp_path: Path) -> None:
+    run = _predict_into(weights, bus_png, tmp_path, "half", "--half", "--device", "0")
+    assert {int(c) for c in _detections(run, "bus")[:, 5].tolist()} >= {0, 5}
+
+
+def test_ctrl_c_keeps_what_was_predicted(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    class InterruptedAfterTwoFrames:
+        skipped: list = []
+
+        def __iter__(self):  # noqa: ANN204
+            for number in (1, 2):
+                yield Frame(Path("live"), np.full((96, 128, 3), 80, np.uint8), number, 0, 10.0)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict_run, "_open_reader", lambda args: InterruptedAfterTwoFrames())
+    argv = ["--weights", str(weights), "--source", "0", "--imgsz", "160", "--project", str(tmp_path), "--save-txt"]
+    assert main([*argv, "--batch-size", "1"]) == 130
+    run = tmp_path / "exp"
+    assert sorted(p.name for p in (run / "labels").iterdir()) == ["live_1.txt", "live_2.txt"]
+    assert _frame_count(next(run.glob("live.*"))) == 2 and (run / "predictions.json").is_file()
+    captured = capsys.readouterr()
+    assert "2 pictures" in captured.out and captured.err.endswith("interrupted\n")
+
+
+@pytest.mark.parametrize(("kind", "what"), [("folder", "a folder"), ("fifo", "a FIFO")])
+def test_weights_that_are_not_a_file_say_what_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture, kind: str, what: str
+) -> None:
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((32, 32, 3), np.uint8))
+    weights = tmp_path / "weights.pt"
+    weights.mkdir() if kind == "folder" else os.mkfifo(weights)  # a FIFO must never be opened: it would block
+    assert main(["--weights", str(weights), "--source", str(tmp_path / "a.jpg"), "--project", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: cannot load {weights}: {what}\n"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import struct
+import time
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from lightning_yolo.predict import main as predict_main
 from lightning_yolo.predict.sources import FrameReader, SourceError, resolve_sources
 
 
@@ -94,3 +98,65 @@ def test_unreadable_video_is_skipped(tmp_path: Path) -> None:
     reader = FrameReader(resolve_sources(tmp_path))
     assert list(reader) == []
     assert [p.name for p, _ in reader.skipped] == ["broken.mp4"]
+
+
+def png_bomb(path: Path, width: int, height: int) -> Path:
+    """A ~70-byte PNG whose header declares ``width`` x ``height`` pixels (a 1x1 PNG with IHDR and its CRC patched):
+    what a decompression bomb looks like before anything is decoded."""
+    ok, encoded = cv2.imencode(".png", np.zeros((1, 1, 3), np.uint8))
+    data = bytearray(encoded.tobytes())
+    assert ok and data[12:16] == b"IHDR"  # 8-byte signature, 4-byte chunk length, then the chunk type
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # CRC over type + 13 data bytes
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "reason"),
+    [
+        (30_000, 30_000, "900000000 pixels"),  # over twice PIL's limit: refused when the header is opened
+        (10_000, 9_000, "10000x9000 pixels exceeds the limit of 89478485"),  # over the project's limit only
+    ],
+)
+def test_decompression_bomb_is_refused_from_its_header(tmp_path: Path, width: int, height: int, reason: str) -> None:
+    bomb = png_bomb(tmp_path / "bomb.png", width, height)
+    good = _image(tmp_path / "good.jpg")
+    reader = FrameReader(resolve_sources(tmp_path))
+    start = time.perf_counter()
+    frames = list(reader)
+    assert time.perf_counter() - start < 0.5
+    assert [f.path for f in frames] == [good]
+    [(path, why)] = reader.skipped
+    assert path == bomb and why.startswith("decompression bomb: ") and reason in why
+
+
+def test_decompression_bomb_in_a_folder_is_skipped_and_counted(
+    shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    folder = tmp_path / "pics"
+    _image(folder / "ok.jpg")
+    bomb = png_bomb(folder / "bomb.png", 30_000, 30_000)
+    weights = shared / "weights" / "yolov5n.pt"
+    argv = ["--weights", str(weights), "--source", str(folder), "--imgsz", "160", "--project", str(tmp_path / "runs")]
+    assert predict_main(argv) == 0
+    captured = capsys.readouterr()
+    assert "1 pictures" in captured.out and "1 skipped" in captured.out
+    line = next(line for line in captured.err.splitlines() if line.startswith(f"skipped {bomb}: "))
+    assert "decompression bomb" in line and "900000000 pixels" in line
+
+
+def test_vid_stride_reads_every_nth_frame_by_its_position(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "clip.avi", frames=7)
+    every = list(FrameReader([video]))
+    strided = list(FrameReader([video], vid_stride=3))
+    assert [f.frame for f in strided] == [3, 6]
+    assert all(np.array_equal(f.image, every[f.frame - 1].image) for f in strided)  # the n-th frames, not the first
+    assert strided[0].fps == pytest.approx(every[0].fps / 3)
+
+
+def test_vid_stride_longer_than_the_video_skips_it(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "clip.avi", frames=4)
+    reader = FrameReader([video], vid_stride=5)
+    assert list(reader) == []
+    assert reader.skipped == [(video, "the video has 4 frames, fewer than the frame stride 5")]
