@@ -326,15 +326,32 @@ class _Below(logging.Filter):
         return record.levelno < self.level
 
 
+class _CurrentStream(logging.StreamHandler):
+    """A StreamHandler writing to whatever ``sys.stdout`` / ``sys.stderr`` is when a record arrives (so a caller
+    that swaps them, a test harness or a notebook, still gets the lines)."""
+
+    def __init__(self, name: str) -> None:
+        self.stream_name = name
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:  # type: ignore[override]
+        return getattr(sys, self.stream_name)
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # the stream is always the current one
+        pass
+
+
 def route_logging() -> None:
     """Progress to stdout, problems to stderr: a failed command's stderr is its one ``error:`` line (and any
     warnings), while the run's story stays on stdout. Done once; later calls keep the handlers."""
     root = logging.getLogger()
     if any(getattr(h, "lightning_yolo", False) for h in root.handlers):
         return
-    info = logging.StreamHandler(sys.stdout)
+    info = _CurrentStream("stdout")
     info.addFilter(_Below(logging.WARNING))
-    problems = logging.StreamHandler(sys.stderr)
+    problems = _CurrentStream("stderr")
     problems.setLevel(logging.WARNING)
     for handler in (info, problems):
         handler.setFormatter(logging.Formatter("%(message)s"))

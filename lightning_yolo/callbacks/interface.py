@@ -8,7 +8,8 @@ that lacks one fails loudly instead of a callback silently doing nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 import torch
@@ -23,6 +24,8 @@ class DetectorModule(Protocol):
     """Its settings (``imgsz``, ``anchor_t``, ...)."""
     last_results: dict[str, torch.Tensor] | None
     """Metrics of the latest validation or test (``DetectionMetric.compute``); None before the first."""
+    hybrid_labels: bool
+    """Add the labels to the predictions before NMS (YOLOv5's ``--save-hybrid``); set by a callback."""
 
     @property
     def names(self) -> list[str]:
@@ -40,6 +43,16 @@ class DetectorModule(Protocol):
         """Adopt new anchors ``(nl, na, 2)`` in grid units everywhere they are held."""
 
 
+class EvaluationOutput(TypedDict):
+    """What the detector's ``validation_step`` / ``test_step`` return (callbacks receive it as ``outputs``): per
+    image of the batch, ``(n, 6)`` ``[x1, y1, x2, y2, conf, cls]`` detections after NMS."""
+
+    detections: list[torch.Tensor]
+    """In the pixels of the (letterboxed) batch image."""
+    predictions: list[torch.Tensor]
+    """In the pixels of the original image."""
+
+
 class LabelledDataset(Protocol):
     """A training dataset whose labels AutoAnchor and the label plots read."""
 
@@ -53,3 +66,28 @@ class DataModuleWithSplits(Protocol):
     """A data module holding its built datasets by split name (``train``, ``val``, ``test``)."""
 
     datasets: Mapping[str, LabelledDataset]
+
+
+class EvaluatedDataset(LabelledDataset, Protocol):
+    """A validation / test dataset whose images a callback names (label files, COCO image ids)."""
+
+    image_files: Sequence[str]
+    """Image paths in dataset order (a batch's ``paths`` are taken from it)."""
+
+
+class DatasetSource(Protocol):
+    """Where a dataset lives: its root folder and the sources (folders or list files) of each split."""
+
+    root: Path
+    splits: Mapping[str, Sequence[Path]]
+
+
+class EvaluationDataModule(Protocol):
+    """A data module as the evaluation outputs read it."""
+
+    datasets: Mapping[str, EvaluatedDataset]
+    """Built datasets by split name."""
+    config: DatasetSource
+    """The dataset yaml's root and split sources."""
+    test_split: str
+    """The split ``test`` evaluates (``test``, else ``val``)."""
