@@ -49,8 +49,10 @@ def _build_mosaic(images: np.ndarray, grid: int) -> np.ndarray:
     return mosaic
 
 
-def _draw_label(img: np.ndarray, box: Sequence[float], label: str, color: tuple, lw: int) -> None:
-    """A box with its label on a filled tag above it (inside the box when there is no room above)."""
+def draw_box(img: np.ndarray, box: Sequence[float], label: str, color: tuple, lw: int) -> None:
+    """A box ``[x1, y1, x2, y2]`` with its label on a filled tag above it (inside the box when the top edge has no
+    room, and shifted left to stay inside the picture at its right edge); no tag when ``label`` is empty. In place.
+    """
     p1, p2 = (int(box[0]), int(box[1])), (int(box[2]), int(box[3]))
     cv2.rectangle(img, p1, p2, color, thickness=lw, lineType=cv2.LINE_AA)
     if not label:
@@ -58,8 +60,9 @@ def _draw_label(img: np.ndarray, box: Sequence[float], label: str, color: tuple,
     thickness = max(lw - 1, 1)
     (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, lw / 3, thickness)
     outside = p1[1] - th - 3 >= 0
-    p2 = (p1[0] + tw, p1[1] - th - 3 if outside else p1[1] + th + 3)
-    cv2.rectangle(img, p1, p2, color, -1, cv2.LINE_AA)
+    p1 = (max(min(p1[0], img.shape[1] - tw), 0), p1[1])
+    tag_end = (p1[0] + tw, p1[1] - th - 3 if outside else p1[1] + th + 3)
+    cv2.rectangle(img, p1, tag_end, color, -1, cv2.LINE_AA)
     text_y = p1[1] - 2 if outside else p1[1] + th + 2
     cv2.putText(img, label, (p1[0], text_y), cv2.FONT_HERSHEY_SIMPLEX, lw / 3, _TEXT_COLOR, thickness, cv2.LINE_AA)
 
@@ -90,7 +93,7 @@ def _annotate_tile(mosaic: np.ndarray, tile_targets: np.ndarray, names: Names | 
         if is_pred and row[6] <= 0.25:
             continue
         label = f"{class_name(names, cls)} {row[6]:.1f}" if is_pred else class_name(names, cls)
-        _draw_label(mosaic, box, label, class_color(cls), lw)
+        draw_box(mosaic, box, label, class_color(cls), lw)
 
 
 def predictions_to_targets(predictions: Sequence[torch.Tensor | np.ndarray], max_det: int = 300) -> np.ndarray:

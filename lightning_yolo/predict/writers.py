@@ -18,6 +18,7 @@ import torch
 
 from lightning_yolo.ops.boxes import clip_boxes, xyxy_to_xywh, xyxy_to_xywhn
 from lightning_yolo.plots import class_color
+from lightning_yolo.plots.images import draw_box
 
 __all__ = [
     "CSV_HEADER",
@@ -31,7 +32,6 @@ __all__ = [
     "write_txt",
 ]
 
-_TEXT_COLOR = (255, 255, 255)
 CROP_GAIN = 1.02  # crops are 2 % larger than the box ...
 CROP_PAD = 10  # ... plus 10 px, as YOLOv5 saves them
 DEFAULT_FPS = 30.0  # for videos that report no frame rate
@@ -40,24 +40,6 @@ DEFAULT_FPS = 30.0  # for videos that report no frame rate
 def _line_width(shape: tuple[int, ...]) -> int:
     """Box line width for a picture of ``shape`` (H, W, ...): 0.3 % of its mean side, at least 2 px."""
     return max(round((shape[0] + shape[1]) / 2 * 0.003), 2)
-
-
-def _draw_box(image: np.ndarray, box: list[float], label: str, color: tuple[int, int, int], lw: int) -> None:
-    """A rectangle with a filled label tag above it (inside the box when the top edge has no room); no tag when
-    ``label`` is empty."""
-    p1, p2 = (int(box[0]), int(box[1])), (int(box[2]), int(box[3]))
-    cv2.rectangle(image, p1, p2, color, thickness=lw, lineType=cv2.LINE_AA)
-    if not label:
-        return
-    thickness = max(lw - 1, 1)
-    (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, lw / 3, thickness)
-    outside = p1[1] - th - 3 >= 0
-    x = max(min(p1[0], image.shape[1] - tw), 0)  # keep the tag inside the picture at its right edge
-    p1 = (x, p1[1])
-    tag_end = (p1[0] + tw, p1[1] - th - 3 if outside else p1[1] + th + 3)
-    cv2.rectangle(image, p1, tag_end, color, -1, cv2.LINE_AA)
-    text_y = p1[1] - 2 if outside else p1[1] + th + 2
-    cv2.putText(image, label, (p1[0], text_y), cv2.FONT_HERSHEY_SIMPLEX, lw / 3, _TEXT_COLOR, thickness, cv2.LINE_AA)
 
 
 def box_label(name: str, conf: float, hide_labels: bool = False, hide_conf: bool = False) -> str:
@@ -91,7 +73,7 @@ def annotate(
     for *box, conf, cls in reversed(det.tolist()):  # lowest confidence first, so the best is drawn on top
         c = int(cls)
         name = names[c] if 0 <= c < len(names) else str(c)
-        _draw_box(out, box, box_label(name, conf, hide_labels, hide_conf), class_color(c, bgr=True), lw)
+        draw_box(out, box, box_label(name, conf, hide_labels, hide_conf), class_color(c, bgr=True), lw)
     return out
 
 
