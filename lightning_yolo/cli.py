@@ -77,10 +77,18 @@ class RunState:
     claimed: list[Path] = field(default_factory=list)
     trainer: Any = None
 
-    @property
-    def stopped_by_sigterm(self) -> bool:
-        """Whether Lightning's SIGTERM handler fired (a scheduler or ``kill`` stopped the run)."""
-        return self.trainer is not None and bool(self.trainer.received_sigterm)
+    def stopped_by_sigterm(self, err: BaseException | None = None) -> bool:
+        """Whether a SIGTERM stopped the run: Lightning's handler fired, or ``err`` says that loader workers were
+        terminated (the same signal reaches the whole process group, and a dead worker can surface first)."""
+        if self.trainer is not None and bool(self.trainer.received_sigterm):
+            return True
+        return err is not None and "killed by signal: Terminated" in str(err)
+
+    def interruption_note(self) -> str:
+        """Where the fit stopped and how to continue, from the run's checkpoint policy; empty outside a fit."""
+        callbacks = self.trainer.checkpoint_callbacks if self.trainer is not None else []
+        notes = [cb.interruption_note(self.trainer) for cb in callbacks if isinstance(cb, RunCheckpoints)]
+        return notes[0] if notes else ""
 
 
 class YOLOCLI(LightningCLI):
@@ -383,9 +391,10 @@ def quiet_framework() -> None:
     warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True")
 
 
-def _exit_interrupted() -> None:
+def _exit_interrupted(state: RunState) -> None:
     """Exit with 143 (128 + SIGTERM): a stopped fit must not look like a finished one to ``fit && deploy``."""
-    print(f"error: {rank_label()}: interrupted by SIGTERM (exit status 143)", file=sys.stderr)
+    note = state.interruption_note()
+    print(f"error: {rank_label()}: interrupted by SIGTERM{': ' + note if note else ''}", file=sys.stderr)
     sys.exit(143)
 
 
@@ -441,14 +450,14 @@ def main(argv: list[str] | None = None) -> None:
         )
     except SIGTERMException:
         # Lightning stops at the next batch boundary and raises SystemExit(None), which would exit with status 0.
-        _exit_interrupted()
+        _exit_interrupted(state)
     except _known_errors() as err:
         _remove_unused(state.claimed)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except Exception as err:
-        if state.stopped_by_sigterm:  # e.g. loader workers stopped by the same signal before the fit loop noticed
-            _exit_interrupted()
+        if state.stopped_by_sigterm(err):  # e.g. loader workers stopped by the same signal before the fit loop
+            _exit_interrupted(state)
         _remove_unused(state.claimed)
         # Under DDP every rank prints its own traceback; this line says which process failed first, and why.
         print(f"{rank_label()}: error: {type(err).__name__}: {err}", file=sys.stderr)

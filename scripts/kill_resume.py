@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import signal
@@ -56,8 +57,8 @@ def interrupted_fit(
 ) -> dict:
     """Fit, killing the process ``kills`` times at random moments after a checkpoint exists; resume each time.
 
-    Kill ``i`` is SIGTERM when ``floor((i + 1) * sigterm_share) > floor(i * sigterm_share)`` (every other one at
-    0.5), else SIGKILL.
+    Kill ``i`` is SIGTERM when ``round((i + 1) * sigterm_share) > round(i * sigterm_share)`` with halves rounded up
+    (every other one at 0.5, starting with SIGTERM), else SIGKILL.
     """
     last = project / "run" / "weights" / "last.ckpt"
     done, resumes, seen_epochs, sigterm_exits = 0, 0, [], []
@@ -72,7 +73,7 @@ def interrupted_fit(
                 time.sleep(0.05)  # wait for a new checkpoint of this process, then kill at a random moment
             time.sleep(rng.uniform(0.0, 3.0))
             if child.poll() is None:
-                term = int((done + 1) * sigterm_share) > int(done * sigterm_share)
+                term = math.floor((done + 1) * sigterm_share + 0.5) > math.floor(done * sigterm_share + 0.5)
                 os.kill(child.pid, signal.SIGTERM if term else signal.SIGKILL)
                 code = child.wait(timeout=300)
                 if term:

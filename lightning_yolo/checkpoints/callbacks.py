@@ -14,18 +14,14 @@ learning-rate schedule has stepped and the EMA attributes are updated when the f
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Checkpoint
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lightning_yolo.checkpoints.files import atomic_write_bytes
-
-log = logging.getLogger("lightning_yolo")
 
 FITNESS_KEY = "fitness"
 """The logged metric that ranks checkpoints: ``0.1 * mAP@0.5 + 0.9 * mAP@0.5:0.95`` (YOLOv5's)."""
@@ -125,23 +121,16 @@ class RunCheckpoints(Checkpoint):
         self.best_fitness, self.best_epoch = fitness, trainer.current_epoch
         return True
 
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if not (isinstance(exception, SIGTERMException) or trainer.received_sigterm) or not trainer.is_global_zero:
-            return
+    def interruption_note(self, trainer: pl.Trainer) -> str:
+        """Where an interrupted fit stopped and how to continue it, for the message the command line prints."""
         if self.saved_epoch is not None:
             resume = f"{self.last_path} holds the end of epoch {self.saved_epoch}"
         elif self.last_path.is_file():
             resume = f"{self.last_path} holds the checkpoint this fit resumed from"
         else:
             resume = "no checkpoint was written yet"
-        hint = "; continue with --ckpt_path last" if self.last_path.is_file() else "; start the fit again"
-        log.error(
-            "fit interrupted by SIGTERM in epoch %d (step %d): %s%s",
-            trainer.current_epoch,
-            trainer.global_step,
-            resume,
-            hint,
-        )
+        hint = "continue with --ckpt_path last" if self.last_path.is_file() else "start the fit again"
+        return f"fit interrupted in epoch {trainer.current_epoch} (step {trainer.global_step}): {resume}; {hint}"
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_fitness": self.best_fitness, "best_epoch": self.best_epoch}

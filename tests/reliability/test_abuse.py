@@ -225,7 +225,7 @@ def test_sigterm_exits_non_zero_says_where_and_resumes(tmp_path: Path, tiny_data
         proc.kill()
         pytest.fail("the fit did not stop after SIGTERM")
     assert proc.returncode == 143, err[-2000:]
-    assert "interrupted by SIGTERM" in err and "continue with --ckpt_path last" in err
+    assert "interrupted by SIGTERM: fit interrupted in epoch" in err and "continue with --ckpt_path last" in err
     assert "Traceback" not in err, err[-3000:]
     resumed = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
     main_args = fit_args(tiny_dataset, tmp_path, resumed + 2, "--ckpt_path=last")
