@@ -33,3 +33,18 @@ def run_tiny_fit(data: Path, project: Path, epochs: int) -> Path:
         mp.setenv("LIGHTNING_YOLO_CACHE", str(project / "cache"))
         main(fit_args(data, project, epochs))
     return project / "tiny"
+
+
+def coco128_subset(coco128: Path, root: Path, images: int) -> Path:
+    """The first ``images`` coco128 images and labels linked into a new dataset folder (split ``images`` for both
+    train and val); returns its data yaml."""
+    for kind in ("images", "labels"):
+        (root / kind).mkdir(parents=True)
+    for image in sorted((coco128 / "images" / "train2017").glob("*.jpg"))[:images]:
+        (root / "images" / image.name).symlink_to(image)
+        label = coco128 / "labels" / "train2017" / f"{image.stem}.txt"
+        if label.is_file():
+            (root / "labels" / label.name).symlink_to(label)
+    names = (coco128 / "coco128.yaml").read_text().split("names:", 1)[1]
+    (root / "data.yaml").write_text(f"path: {root}\ntrain: images\nval: images\nnames:{names}")
+    return root / "data.yaml"

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from fit_helpers import fit_args
+from fit_helpers import coco128_subset, fit_args
 
 from lightning_yolo import cli
 from lightning_yolo.callbacks.val_outputs import COCO_METRICS
@@ -29,17 +29,7 @@ SPEED = re.compile(r"^Speed: \d+\.\dms pre-process, \d+\.\dms inference, \d+\.\d
 
 def _subset(shared: Path, root: Path, images: int = IMAGES) -> Path:
     """The first coco128 images and labels linked into a new dataset (split source ``images``); its data yaml."""
-    coco128 = shared / "data" / "coco128"
-    for kind in ("images", "labels"):
-        (root / kind).mkdir(parents=True)
-    for image in sorted((coco128 / "images" / "train2017").glob("*.jpg"))[:images]:
-        (root / "images" / image.name).symlink_to(image)
-        label = coco128 / "labels" / "train2017" / f"{image.stem}.txt"
-        if label.is_file():
-            (root / "labels" / label.name).symlink_to(label)
-    names = (coco128 / "coco128.yaml").read_text().split("names:", 1)[1]
-    (root / "data.yaml").write_text(f"path: {root}\ntrain: images\nval: images\nnames:{names}")
-    return root / "data.yaml"
+    return coco128_subset(shared / "data" / "coco128", root, images)
 
 
 @pytest.fixture

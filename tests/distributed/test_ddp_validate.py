@@ -7,28 +7,15 @@ from pathlib import Path
 
 import pytest
 from ddp_helpers import cli_env, common_args, ddp_args, read_events, run_cli
+from fit_helpers import coco128_subset
 
 pytestmark = pytest.mark.slow
 
 IMAGES = 18  # 5 validation batches of 4 (the last one short): rank 0 runs 3, rank 1 runs 2
 
 
-def _subset(coco128: Path, root: Path) -> Path:
-    """The first IMAGES coco128 images and labels, linked into a new dataset folder."""
-    for kind in ("images", "labels"):
-        (root / kind).mkdir(parents=True)
-    for image in sorted((coco128 / "images" / "train2017").glob("*.jpg"))[:IMAGES]:
-        (root / "images" / image.name).symlink_to(image)
-        label = coco128 / "labels" / "train2017" / f"{image.stem}.txt"
-        if label.is_file():
-            (root / "labels" / label.name).symlink_to(label)
-    names = (coco128 / "coco128.yaml").read_text().split("names:", 1)[1]
-    (root / "data.yaml").write_text(f"path: {root}\ntrain: images\nval: images\nnames:{names}")
-    return root / "data.yaml"
-
-
 def test_ddp_validation_equals_single_process(shared: Path, tmp_path: Path) -> None:
-    data = _subset(shared / "data" / "coco128", tmp_path / "subset")
+    data = coco128_subset(shared / "data" / "coco128", tmp_path / "subset", IMAGES)
     weights = f"--model.weights={shared / 'weights' / 'yolov5n.pt'}"
     results = {}
     for label, extra in (("single", ["--trainer.devices=1"]), ("ddp", ddp_args(2))):

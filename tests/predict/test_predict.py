@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from media_helpers import frame_count
 from torchvision.ops import box_iou
 
 from lightning_yolo.predict import Frame, Predictor, PredictSettings, augmented_forward, load_detector, main
@@ -40,15 +41,6 @@ def _video(path: Path, frames: int = 5, size: tuple[int, int] = (128, 96)) -> Pa
         writer.write(frame)
     writer.release()
     return path
-
-
-def _frame_count(path: Path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
 
 
 @pytest.mark.slow
@@ -140,12 +132,12 @@ def test_training_checkpoint_predicts_like_the_weights_it_holds(detector, tmp_pa
 
 
 @pytest.mark.slow
-def test_video_gives_a_video_with_the_same_frame_count(weights: Path, tmp_path: Path) -> None:
+def test_video_gives_a_video_with_the_sameframe_count(weights: Path, tmp_path: Path) -> None:
     video = _video(tmp_path / "clip.avi", frames=5)
     argv = ["--weights", str(weights), "--source", str(video), "--imgsz", "160", "--project", str(tmp_path / "runs")]
     assert main([*argv, "--save-txt", "--conf", "0.01"]) == 0
     outputs = [p for p in (tmp_path / "runs" / "exp").iterdir() if p.suffix in (".mp4", ".avi")]
-    assert len(outputs) == 1 and _frame_count(outputs[0]) == 5
+    assert len(outputs) == 1 and frame_count(outputs[0]) == 5
     assert len(list((tmp_path / "runs" / "exp" / "labels").glob("clip_*.txt"))) == 5
 
 
@@ -319,7 +311,7 @@ def test_vid_stride_predicts_every_nth_frame(weights: Path, tmp_path: Path) -> N
     run = tmp_path / "runs" / "exp"
     assert sorted(p.name for p in (run / "labels").iterdir()) == ["clip_3.txt", "clip_6.txt"]
     outputs = [p for p in run.iterdir() if p.suffix in (".mp4", ".avi")]
-    assert len(outputs) == 1 and _frame_count(outputs[0]) == 2
+    assert len(outputs) == 1 and frame_count(outputs[0]) == 2
     names = {row[0] for row in csv.reader((run / "predictions.csv").read_text().splitlines()[1:])}
     assert names <= {"clip.avi:3", "clip.avi:6"}
 
@@ -412,7 +404,7 @@ def test_ctrl_c_keeps_what_was_predicted(
     assert main([*argv, "--batch-size", "1"]) == 130
     run = tmp_path / "exp"
     assert sorted(p.name for p in (run / "labels").iterdir()) == ["live_1.txt", "live_2.txt"]
-    assert _frame_count(next(run.glob("live.*"))) == 2 and (run / "predictions.json").is_file()
+    assert frame_count(next(run.glob("live.*"))) == 2 and (run / "predictions.json").is_file()
     captured = capsys.readouterr()
     assert "2 pictures" in captured.out and captured.err.endswith("interrupted\n")
 

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+from media_helpers import frame_count
 
 from lightning_yolo.predict import main, streams
 from lightning_yolo.predict.sources import FrameReader, SourceError
@@ -108,15 +109,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _frame_count(path: Path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
-
-
 def test_this_opencv_reads_network_streams_through_ffmpeg() -> None:
     assert re.search(r"FFMPEG:\s+YES", cv2.getBuildInformation())
 
@@ -151,10 +143,10 @@ def test_http_video_is_predicted_frame_by_frame(weights: Path, tmp_path: Path, c
     assert f"{FRAMES} pictures" in out and f"{FRAMES // 5} pictures" in out
     run, strided = tmp_path / "runs" / "exp", tmp_path / "runs" / "exp2"
     assert sorted(p.name for p in (run / "labels").iterdir()) == sorted(f"clip_{i}.txt" for i in range(1, FRAMES + 1))
-    assert _frame_count(run / "clip.mp4") == FRAMES
+    assert frame_count(run / "clip.mp4") == FRAMES
     assert (run / "predictions.csv").read_text().startswith("Image Name,Prediction,Confidence")
     assert sorted(p.name for p in (strided / "labels").iterdir()) == ["clip_10.txt", "clip_5.txt"]
-    assert _frame_count(strided / "clip.mp4") == FRAMES // 5
+    assert frame_count(strided / "clip.mp4") == FRAMES // 5
 
 
 def test_picture_url_gives_one_picture(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -233,7 +225,7 @@ def test_stream_gone_mid_run_is_a_one_line_error_and_keeps_what_was_predicted(
     read = int(found.group(1))
     assert 0 < read < FRAMES
     assert len(list((tmp_path / "runs" / "exp" / "labels").iterdir())) == read
-    assert _frame_count(tmp_path / "runs" / "exp" / "clip.mp4") == read
+    assert frame_count(tmp_path / "runs" / "exp" / "clip.mp4") == read
 
 
 class FakeCapture:
