@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from media_helpers import frame_count
+from media_helpers import frame_count, write_video
 from torchvision.ops import box_iou
 
 from lightning_yolo.predict import Frame, Predictor, PredictSettings, augmented_forward, load_detector, main
@@ -31,16 +31,6 @@ def weights(shared: Path) -> Path:
 @pytest.fixture(scope="module")
 def detector(weights: Path):  # noqa: ANN201 - a Detector
     return load_detector(weights)
-
-
-def _video(path: Path, frames: int = 5, size: tuple[int, int] = (128, 96)) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, size)
-    for i in range(frames):
-        frame = np.full((size[1], size[0], 3), 60, np.uint8)
-        cv2.circle(frame, (30 + 10 * i, 48), 20, (255, 255, 255), -1)
-        writer.write(frame)
-    writer.release()
-    return path
 
 
 @pytest.mark.slow
@@ -133,7 +123,7 @@ def test_training_checkpoint_predicts_like_the_weights_it_holds(detector, tmp_pa
 
 @pytest.mark.slow
 def test_video_gives_a_video_with_the_sameframe_count(weights: Path, tmp_path: Path) -> None:
-    video = _video(tmp_path / "clip.avi", frames=5)
+    video = write_video(tmp_path / "clip.avi", frames=5, size=(128, 96))
     argv = ["--weights", str(weights), "--source", str(video), "--imgsz", "160", "--project", str(tmp_path / "runs")]
     assert main([*argv, "--save-txt", "--conf", "0.01"]) == 0
     outputs = [p for p in (tmp_path / "runs" / "exp").iterdir() if p.suffix in (".mp4", ".avi")]
@@ -305,7 +295,7 @@ def test_save_csv_writes_detect_py_columns_one_row_per_box(
 
 
 def test_vid_stride_predicts_every_nth_frame(weights: Path, tmp_path: Path) -> None:
-    video = _video(tmp_path / "clip.avi", frames=7)
+    video = write_video(tmp_path / "clip.avi", frames=7, size=(128, 96))
     argv = ["--weights", str(weights), "--source", str(video), "--imgsz", "160", "--project", str(tmp_path / "runs")]
     assert main([*argv, "--vid-stride", "3", "--save-txt", "--save-csv", "--conf", "0.001"]) == 0
     run = tmp_path / "runs" / "exp"

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from media_helpers import write_video
 
 from lightning_yolo.predict import main as predict_main
 from lightning_yolo.predict.sources import FrameReader, SourceError, resolve_sources
@@ -18,17 +19,6 @@ from lightning_yolo.predict.sources import FrameReader, SourceError, resolve_sou
 def _image(path: Path, h: int = 48, w: int = 64) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), np.full((h, w, 3), 90, np.uint8))
-    return path
-
-
-def write_video(path: Path, frames: int = 5, size: tuple[int, int] = (96, 64)) -> Path:
-    """An MJPG .avi of ``frames`` frames of ``size`` (width, height) with a moving square."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, size)
-    for i in range(frames):
-        frame = np.full((size[1], size[0], 3), 40, np.uint8)
-        cv2.rectangle(frame, (5 + 4 * i, 10), (35 + 4 * i, 50), (0, 200, 255), -1)
-        writer.write(frame)
-    writer.release()
     return path
 
 

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from media_helpers import frame_count
+from media_helpers import frame_count, write_video
 
 from lightning_yolo.predict import main, streams
 from lightning_yolo.predict.sources import FrameReader, SourceError
@@ -35,19 +35,6 @@ def weights(shared: Path) -> Path:
 def _quiet_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> None:
     """predict sets this for streams when unset; setting it here keeps the test process's environment as it was."""
     monkeypatch.setenv("OPENCV_FFMPEG_LOGLEVEL", "-8")
-
-
-def write_video(path: Path, frames: int = FRAMES, size: tuple[int, int] = (96, 64)) -> Path:
-    """An MJPG .avi of ``frames`` frames of ``size`` (width, height), each frame different."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, size)
-    assert writer.isOpened()
-    for i in range(frames):
-        frame = np.full((size[1], size[0], 3), 40, np.uint8)
-        cv2.rectangle(frame, (2 + 5 * i, 10), (30 + 5 * i, 50), (0, 200, 255), -1)
-        writer.write(frame)
-    writer.release()
-    return path
 
 
 @contextmanager
@@ -133,7 +120,7 @@ def test_stream_names_and_labels_hide_passwords() -> None:
 
 @pytest.mark.slow
 def test_http_video_is_predicted_frame_by_frame(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    write_video(tmp_path / "www" / "clip.avi")
+    write_video(tmp_path / "www" / "clip.avi", FRAMES)
     with serving(files_in(tmp_path / "www")) as port:
         url = f"http://127.0.0.1:{port}/clip.avi"
         argv = ["--weights", str(weights), "--source", url, "--imgsz", "160", "--project", str(tmp_path / "runs")]
@@ -195,7 +182,7 @@ def test_missing_webcam_is_a_one_line_error(weights: Path, tmp_path: Path, capsy
 
 
 def test_broken_connection_reconnects_where_the_video_stopped(tmp_path: Path) -> None:
-    video = write_video(tmp_path / "clip.avi")
+    video = write_video(tmp_path / "clip.avi", FRAMES)
     expected = [f.image for f in FrameReader([video])]
     handler = breaking(video.read_bytes(), ["half", "full"])
     with serving(handler) as port:
@@ -210,7 +197,7 @@ def test_stream_gone_mid_run_is_a_one_line_error_and_keeps_what_was_predicted(
     weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     monkeypatch.setattr(streams, "BACKOFF_S", 0.01)
-    video = write_video(tmp_path / "clip.avi")
+    video = write_video(tmp_path / "clip.avi", FRAMES)
     with serving(breaking(video.read_bytes(), ["half", "404"])) as port:
         url = f"http://127.0.0.1:{port}/clip.avi"
         argv = ["--weights", str(weights), "--source", url, "--imgsz", "160", "--project", str(tmp_path / "runs")]
