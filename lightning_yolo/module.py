@@ -35,6 +35,7 @@ from lightning_yolo.evaluation.speed import StageTimes
 from lightning_yolo.evaluation.table import format_results_table
 from lightning_yolo.loss import YOLOLoss, scale_loss_gains
 from lightning_yolo.models.ema import ModelEMA
+from lightning_yolo.models.tta import augmented_forward
 from lightning_yolo.models.weights import Weights, load_weights, transfer_state_dict
 from lightning_yolo.models.yolo import DetectionModel
 from lightning_yolo.ops.boxes import scale_boxes, xywh_to_xyxy
@@ -50,7 +51,6 @@ from lightning_yolo.optim import (
     scaled_weight_decay,
     warmup_iters,
 )
-from lightning_yolo.predict.predictor import augmented_forward
 from lightning_yolo.settings import MODEL_RULES, check_settings
 
 log = logging.getLogger("lightning_yolo")
@@ -158,9 +158,8 @@ class YOLOModule(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        check_settings(
-            "model", self.hparams, MODEL_RULES
-        )  # before the model is built: a bad value fails fast, naming its key
+        # before the model is built: a bad value fails fast, naming its key
+        check_settings("model", self.hparams, MODEL_RULES)
         self.automatic_optimization = False
         self.transferred: tuple[int, int] | None = None
         """``(tensors transferred, tensors in the model)`` from ``weights``; None without initial weights."""
