@@ -123,19 +123,34 @@ class YOLOCLI(LightningCLI):
         parser.add_lightning_class_args(ValOutputs, "val")
         parser.add_argument("--project", type=str | None, default=None, help="Parent folder of run folders.")
         parser.add_argument("--name", type=str, default="exp", help="Run folder name (numbered when it exists).")
-        parser.add_argument("--exist_ok", type=bool, default=False, help="Reuse an existing run folder.")
+        parser.add_argument(
+            "--exist_ok", type=bool, nargs="?", const=True, default=False, help="Reuse an existing run folder."
+        )
         parser.add_argument(
             "--patience", type=int, default=100, help="Stop after this many epochs without a better fitness (0: never)."
         )
         parser.add_argument(
             "--save_period", type=int, default=-1, help="Also keep weights/epochN.ckpt every N epochs (-1: none)."
         )
-        parser.add_argument("--nosave", type=bool, default=False, help="Write last/best only after the final epoch.")
-        parser.add_argument("--noval", type=bool, default=False, help="Validate only after the final epoch.")
-        parser.add_argument("--noplots", type=bool, default=False, help="Draw no pictures at all.")
+        parser.add_argument(
+            "--nosave",
+            type=bool,
+            nargs="?",
+            const=True,
+            default=False,
+            help="Write last/best only after the final epoch.",
+        )
+        parser.add_argument(
+            "--noval", type=bool, nargs="?", const=True, default=False, help="Validate only after the final epoch."
+        )
+        parser.add_argument(
+            "--noplots", type=bool, nargs="?", const=True, default=False, help="Draw no pictures at all."
+        )
         parser.add_argument(
             "--allow_partial_weights",
             type=bool,
+            nargs="?",
+            const=True,
             default=False,
             help="Let validate/test run a model that --model.weights only partly initialises.",
         )

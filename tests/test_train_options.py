@@ -88,3 +88,11 @@ def test_nosave_writes_only_after_the_final_epoch(tmp_path: Path, tiny_dataset: 
     weights = sorted(p.name for p in (tmp_path / "tiny" / "weights").glob("*.ckpt"))
     assert weights == ["best.ckpt", "epoch1.ckpt", "last.ckpt"] or weights == ["epoch1.ckpt", "last.ckpt"]
     assert torch.load(tmp_path / "tiny" / "weights" / "last.ckpt", weights_only=True)["epoch"] == 1
+
+
+def test_yolov5s_switches_work_bare(tmp_path: Path, tiny_dataset: Path, capsys) -> None:
+    args = fit_args(tiny_dataset, tmp_path, 1, "--noval", "--nosave", "--noplots", "--exist_ok", "--print_config")
+    with pytest.raises(SystemExit):
+        main(args)
+    printed = capsys.readouterr().out.splitlines()
+    assert {"noval: true", "nosave: true", "noplots: true", "exist_ok: true"} <= set(printed)
