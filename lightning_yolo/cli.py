@@ -8,6 +8,7 @@ one folder (``<project>/<name>``, numbered like YOLOv5: ``exp``, ``exp2``, ...) 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import sys
@@ -313,24 +314,6 @@ def _known_errors() -> tuple[type[Exception], ...]:
     return (*KNOWN_ERRORS, DatasetError, WeightsError)
 
 
-def _convert() -> Any:
-    from lightning_yolo.export.convert import main as convert_main
-
-    return convert_main
-
-
-def _predict() -> Any:
-    from lightning_yolo.predict import main as predict_main
-
-    return predict_main
-
-
-def _export() -> Any:
-    from lightning_yolo.export import main as export_main
-
-    return export_main
-
-
 FRAMEWORK_NOISE = re.compile(r"^(💡 Tip:|GPU available:|TPU available:|HPU available:|`weights_only` was not set)")
 """Lightning's info lines that say nothing about the run: product tips, absent accelerators."""
 
@@ -430,8 +413,18 @@ def check_yaml_arguments(args: list[str]) -> None:
             load_yaml(value)
 
 
-TOOLS = {"convert": _convert, "predict": _predict, "export": _export}
-"""Subcommands outside LightningCLI (no Trainer): each maps to a function returning its ``main(argv) -> int``."""
+TOOLS = {
+    "convert": "lightning_yolo.export.convert",
+    "predict": "lightning_yolo.predict",
+    "export": "lightning_yolo.export",
+}
+"""Subcommands outside LightningCLI (no Trainer): each names the module whose ``main(argv) -> int`` runs it.
+The module is imported only when its subcommand is called, so ``fit`` never pays for an exporter's imports."""
+
+
+def run_tool(name: str, args: list[str]) -> int:
+    """Run the tool subcommand ``name`` with the arguments after it; returns its exit status."""
+    return importlib.import_module(TOOLS[name]).main(args)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -440,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     route_logging()
     quiet_framework()
     if args and args[0] in TOOLS:
-        sys.exit(TOOLS[args[0]]()(args[1:]))
+        sys.exit(run_tool(args[0], args[1:]))
     state = RunState()
     try:
         check_yaml_arguments(args)
