@@ -25,6 +25,7 @@ import json
 import os
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,79 @@ from bench_loader import (
 )
 
 
+class GpuSampler:
+    """Peak GPU memory of this process and the GPU's utilisation, sampled every 0.2 s during the measured window.
+
+    Utilisation comes from NVML (``nvidia-ml-py``) when it is installed, else from ``nvidia-smi``; on a machine
+    without a CUDA device every figure is absent.
+    """
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def _reader() -> Any:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(int(os.environ.get("BENCH_GPU_INDEX", "0")))
+            return lambda: float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+        except Exception:  # noqa: BLE001 - no NVML: fall back to nvidia-smi
+            import shutil
+            import subprocess
+
+            smi = shutil.which("nvidia-smi")
+            if smi is None:
+                return None
+            query = [smi, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
+            index = os.environ.get("BENCH_GPU_INDEX", "0")
+            return lambda: float(subprocess.run([*query, "-i", index], capture_output=True, text=True).stdout)
+
+    def start(self) -> None:
+        """Start sampling utilisation (no-op without a CUDA device)."""
+        import torch
+
+        if not torch.cuda.is_available():
+            return
+        read = self._reader()
+        if read is None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(0.2):
+                try:
+                    self.samples.append(read())
+                except Exception:  # noqa: BLE001 - a failed reading is one missing sample
+                    pass
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def summary(self) -> dict[str, Any]:
+        """Mean utilisation (%) over the window and the peak memory (GiB) allocated and reserved by torch."""
+        import torch
+
+        if not torch.cuda.is_available():
+            return {}
+        gib = 1024**3
+        return {
+            "gpu_util_mean": statistics.mean(self.samples) if self.samples else float("nan"),
+            "gpu_util_samples": len(self.samples),
+            "gpu_peak_allocated_gib": torch.cuda.max_memory_allocated() / gib,
+            "gpu_peak_reserved_gib": torch.cuda.max_memory_reserved() / gib,
+            "gpu_name": torch.cuda.get_device_name(),
+        }
+
+
 class BatchClock:
     """Times of batch ends, tagged with their epoch; summarises the steady-state window.
 
@@ -56,8 +130,10 @@ class BatchClock:
     def __init__(self, skip: int, batches: int, batch_size: int) -> None:
         self.skip, self.batches, self.batch_size = skip, batches, batch_size
         self.ticks: list[tuple[int, float, float]] = []  # (epoch, wall seconds, CPU seconds of the process tree)
+        self.starts: list[float] = []  # wall seconds at which each batch reached the training step
         self.epoch = -1
         self.threads_in_training = 0
+        self.gpu = GpuSampler()
 
     def start_epoch(self, epoch: int | None = None) -> None:
         """Tag the following batch ends with ``epoch`` (default: the next epoch number)."""
@@ -75,6 +151,14 @@ class BatchClock:
 
             self.threads_in_training = torch.get_num_threads()
         self.ticks.append((self.epoch, time.perf_counter(), tree_cpu_seconds()))
+        if len(self.ticks) == self.skip + 1:
+            self.gpu.start()
+        elif len(self.ticks) == self.skip + self.batches + 1:
+            self.gpu.stop()
+
+    def batch_start(self) -> None:
+        """Record that a batch has arrived from the loader (on the device) and its step begins."""
+        self.starts.append(time.perf_counter())
 
     def summary(self) -> dict[str, Any]:
         """Images/s over the window's same-epoch intervals (mean rate, and from the median interval), CPU ms/image."""
@@ -84,7 +168,12 @@ class BatchClock:
             raise RuntimeError(f"no batch intervals measured ({len(self.ticks)} batch ends recorded)")
         wall = [b[1] - a[1] for a, b in pairs]
         cpu = sum(b[2] - a[2] for a, b in pairs)
+        # loader wait: from one batch's end to the next batch's arrival at the training step
+        ends = [t[1] for t in window[:-1]]
+        waits = [min((s for s in self.starts if s >= end), default=end) - end for end in ends]
         return {
+            "loader_wait_ms_per_step": 1000 * statistics.mean(waits) if waits else float("nan"),
+            **self.gpu.summary(),
             "images_per_s": self.batch_size * len(wall) / sum(wall),
             "images_per_s_median_batch": self.batch_size / statistics.median(wall),
             "seconds_per_batch": sum(wall) / len(wall),
@@ -111,6 +200,9 @@ def _lightning_timer(clock: BatchClock, threads: int) -> Any:
 
         def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
             clock.start_epoch(trainer.current_epoch)
+
+        def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+            clock.batch_start()
 
         def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
             clock.tick()
@@ -153,11 +245,18 @@ def ours_argv(args: argparse.Namespace, data_yaml: Path) -> list[str]:
             "--data.fast_warp",
             str(not args.exact_warp).lower(),
         ),
-        *("--trainer.max_epochs", str(args.epochs), "--trainer.accelerator", "cpu", "--trainer.devices", "1"),
+        *("--trainer.max_epochs", str(args.epochs), *_ours_device(args.device), "--trainer.precision", args.precision),
         *("--trainer.limit_val_batches", "0", "--autoanchor.enabled", "false"),
         *("--plots.labels", "false", "--plots.train_batches", "0", "--plots.val_batches", "0"),
         *("--project", str(Path(args.work_dir) / "runs_ours"), "--name", "exp", "--exist_ok", "true"),
     ]
+
+
+def _ours_device(device: str) -> list[str]:
+    """Trainer accelerator arguments for ``--device`` (``cpu`` or one GPU index, YOLOv5's spelling)."""
+    if device == "cpu":
+        return ["--trainer.accelerator", "cpu", "--trainer.devices", "1"]
+    return ["--trainer.accelerator", "gpu", "--trainer.devices", f"[{int(device)}]"]
 
 
 def measure_yolov5(args: argparse.Namespace, data_yaml: Path, clock: BatchClock) -> None:
@@ -180,6 +279,7 @@ def measure_yolov5(args: argparse.Namespace, data_yaml: Path, clock: BatchClock)
 
         callbacks.register_action("on_train_start", callback=lambda *_: torch.set_num_threads(args.torch_threads))
     callbacks.register_action("on_train_epoch_start", callback=lambda *_: clock.start_epoch())
+    callbacks.register_action("on_train_batch_start", callback=lambda *_: clock.batch_start())
     callbacks.register_action("on_train_batch_end", callback=batch_end)
     yolov5_train.main(opt, callbacks=callbacks)
 
@@ -189,7 +289,7 @@ def yolov5_argv(args: argparse.Namespace, data_yaml: Path) -> list[str]:
     return [
         *("--cfg", args.cfg, "--weights", "", "--data", str(data_yaml)),
         *("--img", str(args.imgsz), "--batch-size", str(args.batch_size), "--epochs", str(args.epochs)),
-        *("--workers", str(args.workers), "--device", "cpu"),
+        *("--workers", str(args.workers), "--device", args.device),
         *("--noval", "--nosave", "--noplots", "--noautoanchor"),
         *("--project", str(Path(args.work_dir) / "runs_yolov5"), "--name", "exp", "--exist-ok"),
     ]
@@ -217,11 +317,17 @@ def drive(args: argparse.Namespace, forwarded: list[str]) -> None:
             command = side_command(side, script, pythons[side], [*forwarded, "--yolov5", args.yolov5])
             row = run_measurement(command, env, work_dir / "logs" / f"train_{side}_r{round_}.log")
             rows.append(row)
+            gpu = (
+                f", GPU util {row['gpu_util_mean']:.0f}%, peak GPU memory {row['gpu_peak_allocated_gib']:.2f} GiB "
+                f"allocated / {row['gpu_peak_reserved_gib']:.2f} GiB reserved"
+                if "gpu_util_mean" in row
+                else ""
+            )
             print(
                 f"round {round_} {side:6s}: {row['images_per_s']:.2f} img/s "
                 f"(median batch {row['images_per_s_median_batch']:.2f} img/s, {row['cpu_ms_per_image']:.0f} CPU "
-                f"ms/img, {row['intervals']} intervals, load {row['loadavg']:.2f}, "
-                f"torch threads in training {row['threads_in_training']})",
+                f"ms/img, loader wait {row['loader_wait_ms_per_step']:.1f} ms/step{gpu}, {row['intervals']} "
+                f"intervals, load {row['loadavg']:.2f}, torch threads in training {row['threads_in_training']})",
                 flush=True,
             )
     print_summary(rows, "workers")
@@ -234,6 +340,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     p.add_argument("--cfg", default="yolov5n.yaml", help="architecture yaml (both sides ship the same names)")
     p.add_argument("--workers", type=int, default=2, help="loader workers (both sides)")
     p.add_argument("--epochs", type=int, default=3, help="epochs of the schedule (runs stop once measured)")
+    p.add_argument("--device", default="cpu", help="cpu, or one CUDA GPU index (both sides)")
+    p.add_argument(
+        "--precision",
+        default="32-true",
+        help="lightning_yolo's --trainer.precision (16-mixed, bf16-mixed, ...); YOLOv5 always uses float16 AMP on CUDA",
+    )
     p.add_argument("--skip", type=int, default=8, help="batches before the measured window")
     p.add_argument("--batches", type=int, default=40, help="batch intervals in the measured window")
     p.add_argument(
@@ -245,7 +357,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     args = p.parse_args(argv)
     forwarded = [
         *shared_forwarded(args),
-        *("--cfg", args.cfg, "--workers", str(args.workers)),
+        *("--cfg", args.cfg, "--workers", str(args.workers), "--device", args.device, "--precision", args.precision),
         *("--epochs", str(args.epochs), "--skip", str(args.skip), "--batches", str(args.batches)),
         *("--torch-threads", str(args.torch_threads)),
     ]

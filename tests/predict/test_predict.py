@@ -372,6 +372,7 @@ def test_half_detector_runs_in_float16_and_finds_the_same_boxes(detector, weight
     assert (box_iou(got[:, :4], full[:, :4]).diagonal() > 0.98).all()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_half_on_cuda_predicts(weights: Path, bus_png: Path, tmp_path: Path) -> None:
     run = _predict_into(weights, bus_png, tmp_path, "half", "--half", "--device", "0")
