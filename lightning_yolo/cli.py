@@ -46,9 +46,8 @@ from lightning_yolo.checkpoints.runs import (
 from lightning_yolo.data.datamodule import YOLODataModule
 from lightning_yolo.errors import CheckpointError, ConfigError, NonFiniteError
 from lightning_yolo.models.autobatch import autobatch
-from lightning_yolo.models.weights import load_weights
 from lightning_yolo.models.yolo import load_config, plan_layers
-from lightning_yolo.module import YOLOModule, architecture
+from lightning_yolo.module import YOLOModule, weights_architecture
 from lightning_yolo.settings import TRAINER_RULES, check_settings, load_yaml
 
 log = logging.getLogger("lightning_yolo")
@@ -236,8 +235,7 @@ class YOLOCLI(LightningCLI):
     @staticmethod
     def _architecture(config: Any) -> str | dict:
         """``--model.cfg``, else the architecture stored in ``--model.weights``, else yolov5s (as the module does)."""
-        weights = load_weights(config.model.weights) if config.model.cfg is None and config.model.weights else None
-        return architecture(config.model.cfg, weights)
+        return weights_architecture(config.model.cfg, config.model.weights)  # also an exported model's
 
     def after_instantiate_classes(self) -> None:
         self.state.trainer = self.trainer
@@ -417,6 +415,9 @@ TOOLS = {
     "convert": "lightning_yolo.export.convert",
     "predict": "lightning_yolo.predict",
     "export": "lightning_yolo.export",
+    "benchmark": "lightning_yolo.export.benchmark",
+    "serve": "lightning_yolo.serve.run",
+    "tune": "lightning_yolo.tune.run",
 }
 """Subcommands outside LightningCLI (no Trainer): each names the module whose ``main(argv) -> int`` runs it.
 The module is imported only when its subcommand is called, so ``fit`` never pays for an exporter's imports."""

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from pytorch_lightning import LightningModule
 
 from lightning_yolo.checkpoints.files import check_state_dict_matches, read_checkpoint
-from lightning_yolo.errors import CheckpointError, NonFiniteError
+from lightning_yolo.errors import CheckpointError, ConfigError, NonFiniteError
 from lightning_yolo.evaluation.ap import APResult
 from lightning_yolo.evaluation.hybrid import append_label_rows
 from lightning_yolo.evaluation.metric import BatchMean, DetectionMetric
@@ -69,6 +69,15 @@ def architecture(cfg: str | dict | None, weights: Weights | None) -> str | dict:
     return dict(weights.yaml) if weights is not None else DEFAULT_CFG
 
 
+def weights_architecture(cfg: str | dict | None, weights: str | None) -> str | dict:
+    """:func:`architecture` for a weights path, which may also name an exported model (its stored architecture)."""
+    from lightning_yolo.export.backends import is_exported, load_backend
+
+    if cfg is None and is_exported(weights):
+        return load_backend(weights).meta.architecture or DEFAULT_CFG  # type: ignore[arg-type]
+    return architecture(cfg, load_weights(weights) if cfg is None and weights else None)
+
+
 class YOLOModule(LightningModule):
     """YOLOv5 detector trained with YOLOv5's recipe (hyp.scratch-low defaults).
 
@@ -78,7 +87,10 @@ class YOLOModule(LightningModule):
             ``weights`` (as YOLOv5's ``--weights yolov5n.pt``), else ``yolov5s.yaml``.
         weights: Initial weights: an official YOLOv5 ``.pt``, a converted weights file or a lightning_yolo
             checkpoint. Tensors whose name and shape match are transferred; the report says how many (all of
-            them when the architecture comes from the file and nc is the file's).
+            them when the architecture comes from the file and nc is the file's). For ``validate`` / ``test``
+            also an exported model (``.onnx``, ``.torchscript``, ``*_openvino_model/``, ``.tflite``, ...): its
+            runtime then computes the predictions (see :mod:`lightning_yolo.export.backends`); there is no
+            validation loss.
         nc: Number of classes (linked from the data module).
         names: Class names (linked from the data module).
         imgsz: Training image size in pixels (linked from the data module); scales the objectness gain.
@@ -163,6 +175,8 @@ class YOLOModule(LightningModule):
         self.automatic_optimization = False
         self.transferred: tuple[int, int] | None = None
         """``(tensors transferred, tensors in the model)`` from ``weights``; None without initial weights."""
+        self.backend: Any = None
+        """The exported model that computes validation predictions when ``weights`` names one, else None."""
         self.model = self._build_model(cfg, weights, nc, names)
         self._freeze(list(range(freeze)) if isinstance(freeze, int) else list(freeze or []))
         if channels_last:
@@ -202,6 +216,10 @@ class YOLOModule(LightningModule):
     ) -> DetectionModel:
         """Build the architecture (``cfg``, else the one stored in ``weights``) for ``nc`` classes and transfer
         ``weights`` into it."""
+        from lightning_yolo.export.backends import is_exported
+
+        if is_exported(weights):
+            return self._build_exported(cfg, str(weights), nc, names)
         initial = load_weights(weights) if weights else None
         model = DetectionModel(architecture(cfg, initial), nc=nc)
         if initial is not None:
@@ -210,6 +228,22 @@ class YOLOModule(LightningModule):
             model.names = list(names)
         elif initial is not None and len(initial.names) == model.model[-1].nc:
             model.names = list(initial.names)
+        return model
+
+    def _build_exported(
+        self, cfg: str | dict | None, weights: str, nc: int | None, names: list[str] | None
+    ) -> DetectionModel:
+        """Load an exported model as the evaluation backend; the built model only supplies anchors and strides."""
+        from lightning_yolo.export.backends import load_backend
+
+        self.backend = load_backend(weights)
+        file_nc = len(self.backend.names)
+        if nc is not None and nc != file_nc:
+            raise ConfigError(f"{weights}: the exported model has {file_nc} classes, the dataset {nc}")
+        if self.hparams.augment:
+            raise ConfigError(f"{weights}: --model.augment needs PyTorch weights, not an exported model")
+        model = DetectionModel(cfg or self.backend.meta.architecture or DEFAULT_CFG, nc=file_nc)
+        model.names = list(names) if names is not None else self.backend.names
         return model
 
     @classmethod
@@ -412,7 +446,8 @@ class YOLOModule(LightningModule):
         with self.speed.stage("pre-process", self.device):
             img = self._to_float(batch["img"])
         raw, decoded = self._infer(img)
-        _, items = self.loss(raw, batch["targets"])
+        # an exported model gives no raw outputs, so no validation loss: logged as zeros
+        items = self.loss(raw, batch["targets"])[1] if raw is not None else torch.zeros(len(LOSS_NAMES))
         self.val_loss.update(items)
         hp = self.hparams
         with self.speed.stage("NMS", self.device):
@@ -424,9 +459,13 @@ class YOLOModule(LightningModule):
         self.val_metric.update(preds, labels)
         return {"detections": detections, "predictions": preds}
 
-    def _infer(self, img: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Raw level outputs of the plain pass (for the loss) and the decoded predictions (test-time augmented with
-        ``augment``); only the pass(es) giving the predictions count as inference time."""
+    def _infer(self, img: torch.Tensor) -> tuple[list[torch.Tensor] | None, torch.Tensor]:
+        """Raw level outputs of the plain pass (for the loss; None for an exported model) and the decoded
+        predictions (test-time augmented with ``augment``); only the pass(es) giving the predictions count as
+        inference time."""
+        if self.backend is not None:
+            with self.speed.stage("inference", self.device):
+                return None, self.backend(img)
         model = self.inference_model
         if self.hparams.augment:
             with self.speed.stage("inference", self.device):

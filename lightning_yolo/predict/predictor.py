@@ -53,9 +53,18 @@ def load_detector(weights: str | Path, device: str | torch.device = "cpu", half:
         device: where the model runs.
         half: float16 weights (after fusing in float32); meant for CUDA, where it is about twice as fast.
 
+    An exported model (``.onnx``, ``.torchscript``, ``*_openvino_model/``, ...) loads as a
+    :class:`~lightning_yolo.export.backends.Backend` in ``Detector.model``, called like the PyTorch model (its own
+    precision; ``half`` is ignored).
+
     Raises:
         WeightsError: the file is missing, damaged or not a detection model; the message names it.
     """
+    from lightning_yolo.export.backends import is_exported, load_backend  # runtimes load only for exported files
+
+    if is_exported(weights):
+        backend = load_backend(weights, device)
+        return Detector(backend, backend.names, backend.stride)  # type: ignore[arg-type]
     model = build_model_from_weights(weights).float().fuse().eval().to(device)
     if half:
         model.half()
@@ -107,7 +116,10 @@ class Predictor:
         self.detector = detector
         self.settings = settings
         self.imgsz = _round_imgsz(settings.imgsz, detector.stride)
-        parameter = next(detector.model.parameters())
+        if settings.augment and not isinstance(detector.model, torch.nn.Module):
+            raise ValueError("--augment (test-time augmentation) needs PyTorch weights, not an exported model")
+        model = detector.model
+        parameter = next(model.parameters()) if isinstance(model, torch.nn.Module) else model  # Backend: its own
         self.device, self.dtype = parameter.device, parameter.dtype  # float16 for a detector loaded with half=True
 
     def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, tuple]:
