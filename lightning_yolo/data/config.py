@@ -73,11 +73,15 @@ def image_to_label_path(image: str | Path) -> Path:
     The last ``/images/`` folder in the path becomes ``/labels/`` and the suffix becomes ``.txt``;
     an image with no ``images`` folder in its path has its label file beside it.
     """
-    text, sep = str(image), os.sep
-    head, found, tail = text.rpartition(f"{sep}images{sep}")
-    if found:
-        text = f"{head}{sep}labels{sep}{tail}"
-    return Path(text.rsplit(".", 1)[0] + ".txt")
+    return Path(image_to_label_file(str(image)))
+
+
+def image_to_label_file(image: str) -> str:
+    """:func:`image_to_label_path` on a string, to a string (no ``Path`` objects: cheap for 100,000s of files)."""
+    sep = os.sep
+    head, found, tail = image.rpartition(f"{sep}images{sep}")
+    text = f"{head}{sep}labels{sep}{tail}" if found else image
+    return text.rsplit(".", 1)[0] + ".txt"
 
 
 def read_dataset_yaml(yaml_path: str | Path) -> dict[str, Any]:
@@ -203,11 +207,17 @@ def _resolve_entry(entry: str, root: Path) -> Path:
 
 
 def list_images(sources: list[Path], root: Path | None = None, what: str = "split") -> list[Path]:
-    """All image files of a split, sorted, without duplicates.
+    """All image files of a split, sorted, without duplicates (:func:`list_image_files` as ``Path`` objects)."""
+    return [Path(f) for f in list_image_files(sources, root, what)]
+
+
+def list_image_files(sources: list[Path], root: Path | None = None, what: str = "split") -> list[str]:
+    """All image files of a split as path strings, sorted, without duplicates.
 
     Args:
-        sources: Folders (searched recursively for :data:`IMG_FORMATS`) and list files (one image per line;
-            a relative line resolves against the list file's folder, else against ``root``).
+        sources: Folders (searched recursively for :data:`IMG_FORMATS`; symlinked folders are not followed,
+            symlinked files are) and list files (one image per line; a relative line resolves against the list
+            file's folder, else against ``root``).
         root: The dataset root, the second place relative list lines are looked up.
         what: Names the split in error messages.
 
@@ -215,17 +225,29 @@ def list_images(sources: list[Path], root: Path | None = None, what: str = "spli
         DatasetError: a source is missing, holds no image, or a list line is not an existing image
             (named as ``list.txt:line``).
     """
-    files: list[Path] = []
+    files: list[str] = []
     for source in sources:
-        found = _images_in_folder(source) if source.is_dir() else _images_in_list(source, root)
+        found = _images_in_folder(str(source)) if source.is_dir() else [str(p) for p in _images_in_list(source, root)]
         if not found:
             raise DatasetError(f"{source}: no images found for {what} (formats: {', '.join(IMG_FORMATS)})")
         files += found
-    return sorted(set(files), key=str)
+    return sorted(set(files))
 
 
-def _images_in_folder(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if is_image_file(p.name) and p.is_file()]
+def _images_in_folder(folder: str) -> list[str]:
+    """Image files under ``folder``, by ``os.scandir`` (file types come with the listing: no ``stat`` per file)."""
+    found, pending = [], [folder]
+    while pending:
+        try:
+            with os.scandir(pending.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                    elif is_image_file(entry.name) and entry.is_file():
+                        found.append(entry.path)
+        except OSError:  # an unreadable folder is skipped, as pathlib's rglob skips it
+            continue
+    return found
 
 
 def _images_in_list(list_file: Path, root: Path | None) -> list[Path]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,8 +39,8 @@ from lightning_yolo.data.cache import files_fingerprint, label_cache_path, load_
 from lightning_yolo.data.config import (
     DatasetConfig,
     DatasetError,
-    image_to_label_path,
-    list_images,
+    image_to_label_file,
+    list_image_files,
     load_dataset_config,
 )
 from lightning_yolo.data.dataset import AugmentSettings, BatchView, YOLODataset, collate, collate_quad
@@ -207,7 +208,8 @@ class YOLODataModule(LightningDataModule):
         """Scan one split (or read it from the cache); the result is kept for :meth:`build_dataset`."""
         if split in self.scans:
             return self.scans[split]
-        files = list_images(self.config.splits[split], self.config.root, what=f"{self.config.yaml_path} '{split}'")
+        sources, what = self.config.splits[split], f"{self.config.yaml_path} '{split}'"
+        files = list_image_files(sources, self.config.root, what=what)
         trainer = self._attached()
         if trainer is not None and getattr(trainer, "local_rank", 0) != 0:
             self._wait_for_cache(files, split)  # the node's first process scans; the others read its cache
@@ -217,7 +219,7 @@ class YOLODataModule(LightningDataModule):
             self.config.names,
             split=split,
             sources=self.config.splits[split],
-            workers=self.workers,
+            workers=(os.cpu_count() or 1) if self.workers else 0,  # the scan runs on every core
             cache_dir=self.cache_dir,
             progress=not quiet,
             verbose=not quiet if verbose is None else verbose,
@@ -228,7 +230,7 @@ class YOLODataModule(LightningDataModule):
     def _wait_for_cache(self, files: list, split: str) -> None:
         """Poll (no collective) until the label cache of ``split`` is valid for ``files``."""
         names, image_files = self.config.names, [str(f) for f in files]
-        fingerprint = files_fingerprint(image_files, [str(image_to_label_path(f)) for f in image_files], names)
+        fingerprint = files_fingerprint(image_files, [image_to_label_file(f) for f in image_files], names)
         path = label_cache_path(self.config.splits[split], self.cache_dir)
         seen: list[int] = []
 

@@ -35,6 +35,7 @@ from torch.utils.data import Dataset
 from lightning_yolo.data import image_cache
 from lightning_yolo.data.config import DatasetError
 from lightning_yolo.data.images import jpeg_reduction, load_image_bgr
+from lightning_yolo.data.label_table import LabelTable
 from lightning_yolo.data.mosaic import load_mosaic
 from lightning_yolo.data.scan import ScanResult
 from lightning_yolo.data.transforms import (
@@ -147,10 +148,9 @@ class YOLODataset(Dataset):
             raise DatasetError(f"{scan.split}: no usable images (see the warnings above)")
         self.image_files, self.split = list(scan.image_files), scan.split
         self.shapes_hw = np.asarray(scan.shapes, dtype=np.int64).reshape(-1, 2)
-        self.labels = [lb.copy() for lb in scan.labels]  # (k, 5) [class, x, y, w, h] normalised
-        if single_cls:
-            for lb in self.labels:
-                lb[:, 0] = 0
+        labels = scan.labels if isinstance(scan.labels, LabelTable) else LabelTable.from_arrays(scan.labels)
+        # (k, 5) [class, x, y, w, h] normalised per image: the scan's read-only table, shared, never copied per image
+        self.labels: LabelTable = labels.with_classes(0.0) if single_cls else labels
         self.imgsz, self.augment, self.stride, self.seed = imgsz, augment, stride, seed
         self.fast_decode = fast_decode and augment
         self.fast_warp = fast_warp
@@ -303,11 +303,11 @@ class YOLODataset(Dataset):
             what = f"{len(self)} {self.split} images"
             if image_cache.ram_cache_fits(self.shapes_hw, self.imgsz, ram_copies, what=what):
                 log.info("caching %d images in RAM", len(self))
-                self._ram = image_cache.fill_ram_cache(len(self), self._decode_resized, workers)
+                self._ram = image_cache.fill_ram_cache(len(self), self._decode_resized, workers, what)
         elif cache == "disk":
             key = (self.imgsz, self.augment, self.cache_dir, self.fast_decode)
             self._npy = [image_cache.disk_cache_path(f, *key) for f in self.image_files]
-            written = image_cache.fill_disk_cache(self._npy, self._decode_resized, workers)
+            written = image_cache.fill_disk_cache(self._npy, self._decode_resized, workers, f"{self.split} images")
             log.info("disk image cache: %d of %d images written to %s", written, len(self), self._npy[0].parent)
         else:
             raise ValueError(f"cache must be None, 'ram' or 'disk', got {cache!r}")

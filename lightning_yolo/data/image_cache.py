@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from lightning_yolo.data.cache import cache_root
+from lightning_yolo.data.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +192,8 @@ def ram_cache_fits(shapes_hw: np.ndarray, imgsz: int, copies: int = 1, what: str
     return False
 
 
-def fill_ram_cache(count: int, load: Loader, workers: int) -> list[np.ndarray | None]:
-    """Load every image with ``load(i)`` (in threads); an image that fails to load stays None."""
+def fill_ram_cache(count: int, load: Loader, workers: int, what: str = "images") -> list[np.ndarray | None]:
+    """Load every image with ``load(i)`` (in threads, with progress); an image that fails to load stays None."""
 
     def safe(i: int) -> np.ndarray | None:
         try:
@@ -201,7 +202,7 @@ def fill_ram_cache(count: int, load: Loader, workers: int) -> list[np.ndarray | 
             log.warning("cache='ram': image %d not cached: %s", i, err)
             return None
 
-    return _map(safe, count, workers)
+    return _map(safe, count, workers, f"Caching {what} in RAM")
 
 
 def disk_cache_path(
@@ -218,8 +219,8 @@ def disk_cache_path(
     return cache_root(cache_dir) / "images" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
 
 
-def fill_disk_cache(paths: Sequence[Path], load: Loader, workers: int) -> int:
-    """Save ``load(i)`` to ``paths[i]`` for every missing file (atomically); returns the number written."""
+def fill_disk_cache(paths: Sequence[Path], load: Loader, workers: int, what: str = "images") -> int:
+    """Save ``load(i)`` to each missing ``paths[i]`` (atomically, with progress); returns how many were written."""
 
     def write(i: int) -> int:
         if paths[i].is_file():
@@ -231,7 +232,7 @@ def fill_disk_cache(paths: Sequence[Path], load: Loader, workers: int) -> int:
             return 0
         return 1
 
-    return sum(_map(write, len(paths), workers))
+    return sum(_map(write, len(paths), workers, f"Caching {what} on disk"))
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
@@ -255,9 +256,10 @@ def load_npy(path: Path) -> np.ndarray | None:
         return None
 
 
-def _map(fn: Callable[[int], object], count: int, workers: int) -> list:
+def _map(fn: Callable[[int], object], count: int, workers: int, description: str) -> list:
+    """``[fn(i) for i in range(count)]`` in threads, in order, with progress (:mod:`lightning_yolo.data.progress`)."""
     workers = min(max(workers, 1), os.cpu_count() or 1)
     if workers == 1 or count < 2:
-        return [fn(i) for i in range(count)]
+        return list(progress((fn(i) for i in range(count)), count, description))
     with ThreadPool(workers) as pool:
-        return pool.map(fn, range(count), chunksize=4)
+        return list(progress(pool.imap(fn, range(count), chunksize=4), count, description))

@@ -8,6 +8,7 @@ re-saves such files in place, which lightning_yolo never does.
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -16,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lightning_yolo.data.config import IMG_FORMATS, DatasetError
+from lightning_yolo.data.jpeg_header import plain_jpeg_size
 
 MAX_IMAGE_PIXELS = 89_478_485
 """Images with more pixels than this (PIL's default limit, about 9459 x 9459) are rejected as decompression bombs."""
@@ -24,6 +26,7 @@ MIN_IMAGE_SIDE = 10
 """Images with a side shorter than this many pixels are rejected."""
 
 _JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
+_JPEG_HEADER_BYTES = 1 << 16  # read for the header; a JPEG header over this size is read by PIL instead
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _PIL_DIRECT_MODES = {"L", "RGB", "I", "I;16", "I;16B", "I;16L", "F"}  # PIL modes converted by value, not by PIL
@@ -50,9 +53,9 @@ def verify_image(path: str | Path) -> ImageCheck:
     :data:`IMG_FORMATS`, decompression bombs (over :data:`MAX_IMAGE_PIXELS`), images under
     :data:`MIN_IMAGE_SIDE` px, structurally corrupt files (PIL ``verify``) and truncated JPEGs.
     """
-    path = Path(path)
+    path = os.fspath(path)  # a string: no pathlib parsing per image in a 100,000-image scan
     try:
-        if path.stat().st_size == 0:
+        if os.stat(path).st_size == 0:
             return ImageCheck(None, "empty file (0 bytes)")
         return _verify_with_pil(path)
     except Image.DecompressionBombError as err:
@@ -63,24 +66,53 @@ def verify_image(path: str | Path) -> ImageCheck:
         return ImageCheck(None, f"corrupt image: {type(err).__name__}: {err}")
 
 
-def _verify_with_pil(path: Path) -> ImageCheck:
-    with Image.open(path) as im:
+def _verify_with_pil(path: str) -> ImageCheck:
+    """One open of the file: the header is read (by :func:`plain_jpeg_size`, else PIL), then a JPEG's end."""
+    with open(path, "rb") as f:
+        size = plain_jpeg_size(f.read(_JPEG_HEADER_BYTES), MAX_IMAGE_PIXELS)
+        if size is not None:
+            return _check_jpeg(path, f, size)
+        f.seek(0)
+        return _verify_open_file(path, f)
+
+
+def _check_jpeg(path: str, f: io.BufferedReader, size: tuple[int, int]) -> ImageCheck:
+    """A plain JPEG's size problem, or its end marker check (EXIF orientation 1: no EXIF)."""
+    problem = _size_problem(*size)
+    if problem:
+        return ImageCheck(None, problem)
+    shape = (size[1], size[0])
+    return ImageCheck(shape) if _ends_with_eoi(f) else _check_truncated_jpeg(path, shape)
+
+
+def _verify_open_file(path: str, f: io.BufferedReader) -> ImageCheck:
+    """PIL reads the header of the open file (and its EXIF orientation), verifies it, then a JPEG's end is checked."""
+    with Image.open(f) as im:
         fmt, (w, h) = (im.format or "").lower(), im.size
         problem = _size_problem(w, h) or ("" if fmt in IMG_FORMATS else f"unsupported image format {fmt.upper()}")
         if problem:
             return ImageCheck(None, problem)
-        im.verify()  # must come first: PIL reads some formats' EXIF from the stream verify() checks
-    with Image.open(path) as im:
-        orientation = _orientation(im)
-    shape = (w, h) if orientation in _TRANSPOSED else (h, w)
-    if fmt in ("jpeg", "mpo"):
-        return _check_jpeg_end(path, shape)
+        jpeg = fmt in ("jpeg", "mpo")
+        orientation = _orientation(im) if jpeg else 1  # a JPEG's EXIF was read with its header: no file access
+        im.verify()  # before any other format's EXIF: PIL reads some of those from the stream verify() checks
+        if not jpeg:
+            f.seek(0)
+            with Image.open(f) as again:
+                orientation = _orientation(again)
+        shape = (w, h) if orientation in _TRANSPOSED else (h, w)
+        if jpeg and not _ends_with_eoi(f):
+            return _check_truncated_jpeg(path, shape)
     return ImageCheck(shape)
 
 
-def _verify_without_pil(path: Path) -> ImageCheck:
+def _ends_with_eoi(f: io.BufferedReader) -> bool:
+    f.seek(-2, io.SEEK_END)
+    return f.read(2) == _JPEG_EOI
+
+
+def _verify_without_pil(path: str) -> ImageCheck:
     """Formats PIL cannot identify (PFM) are checked by decoding them with OpenCV."""
-    if path.suffix.lower() == ".pfm":
+    if os.path.splitext(path)[1].lower() == ".pfm":
         try:
             h, w = load_image_bgr(path).shape[:2]
         except DatasetError:
@@ -104,12 +136,8 @@ def _orientation(im: Image.Image) -> int:
         return 1
 
 
-def _check_jpeg_end(path: Path, shape: tuple[int, int]) -> ImageCheck:
+def _check_truncated_jpeg(path: str, shape: tuple[int, int]) -> ImageCheck:
     """A JPEG not ending in the end-of-image marker is truncated unless it decodes in full."""
-    with open(path, "rb") as f:
-        f.seek(-2, io.SEEK_END)
-        if f.read() == _JPEG_EOI:
-            return ImageCheck(shape)
     try:
         with Image.open(path) as im:
             im.load()
