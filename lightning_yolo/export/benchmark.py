@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lightning_yolo benchmark", description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", required=True, help="official YOLOv5 .pt, converted weights file or training .ckpt")
     p.add_argument("--data", required=True, help="dataset yaml (its val split is measured)")
-    p.add_argument("--imgsz", type=int, default=640, help="image size")
+    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="image size")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 or a bare GPU index such as 0")
     p.add_argument("--batch-size", type=int, default=1, help="images per validation batch")
     p.add_argument("--workers", type=int, default=2, help="data loader workers")

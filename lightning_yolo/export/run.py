@@ -33,7 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lightning_yolo export", description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", required=True, help="official YOLOv5 .pt, converted weights file or training .ckpt")
     p.add_argument("--format", choices=list(FORMATS), default="onnx", help="file format")
-    p.add_argument("--imgsz", type=int, nargs="+", default=[640], help="input size: one value, or height width")
+    p.add_argument(
+        "--include", nargs="+", choices=list(FORMATS), default=None, help="YOLOv5's spelling: one or more formats"
+    )
+    p.add_argument(
+        "--imgsz", "--img", "--img-size", type=int, nargs="+", default=[640], help="one size, or height width"
+    )
     p.add_argument("--batch-size", type=int, default=1, help="batch size of the example input")
     p.add_argument("--dynamic", action="store_true", help="ONNX, OpenVINO: any batch size and input size")
     p.add_argument("--simplify", action="store_true", help="ONNX: slim the graph with onnxslim")
@@ -128,12 +133,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         with a one-line ``error: ...``.
     """
     args = build_parser().parse_args(argv)
-    try:
-        path = export(args)
-    except (WeightsError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    formats = list(dict.fromkeys(args.include or [args.format]))
+    if len(formats) > 1 and args.output:
+        print("error: --output names one file: give one format with it, or leave --output out", file=sys.stderr)
         return 2
-    print(f"exported {args.weights} to {path} ({args.format}, {_size_mb(path):.1f} MB)")
-    if args.format == "coreml" and sys.platform != "darwin":
-        print("note: CoreML models run on macOS/iOS only; this file was checked structurally, not run")
+    for export_format in formats:
+        args.format = export_format
+        try:
+            path = export(args)
+        except (WeightsError, ValueError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"exported {args.weights} to {path} ({args.format}, {_size_mb(path):.1f} MB)")
+        if args.format == "coreml" and sys.platform != "darwin":
+            print("note: CoreML models run on macOS/iOS only; this file was checked structurally, not run")
     return 0

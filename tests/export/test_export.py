@@ -90,3 +90,15 @@ def test_torchscript_from_a_training_checkpoint_rounds_the_size_and_names_its_fi
     x = reference["input"][..., :256]
     with torch.no_grad():
         torch.testing.assert_close(module(x), load_detector(reference["weights"]).model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_yolov5_spelling_exports_every_included_format(reference, tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    weights = tmp_path / "w.pt"
+    weights.symlink_to(Path(reference["weights"]).resolve())
+    assert main(["--weights", str(weights), "--include", "torchscript", "onnx", "--img", "128"]) == 0
+    files = {"config.txt": ""}
+    torch.jit.load(str(tmp_path / "w.torchscript"), _extra_files=files)
+    assert json.loads(files["config.txt"])["shape"] == [1, 3, 128, 128]
+    assert (tmp_path / "w.onnx").stat().st_size > 1_000_000
+    assert main(["--weights", str(weights), "--include", "onnx", "torchscript", "--output", "x.onnx"]) == 2
