@@ -8,10 +8,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
-COLUMNS = (
-    "train/box_loss",
-    "train/obj_loss",
-    "train/cls_loss",
+METRIC_COLUMNS = (
     "metrics/precision",
     "metrics/recall",
     "metrics/mAP_0.5",
@@ -19,6 +16,14 @@ COLUMNS = (
     "val/box_loss",
     "val/obj_loss",
     "val/cls_loss",
+)
+"""YOLOv5's seven validation results, in its order (also ``evolve.csv``'s first columns)."""
+
+COLUMNS = (
+    "train/box_loss",
+    "train/obj_loss",
+    "train/cls_loss",
+    *METRIC_COLUMNS,
     "x/lr0",
     "x/lr1",
     "x/lr2",

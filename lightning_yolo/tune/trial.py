@@ -19,17 +19,10 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
+from lightning_yolo.callbacks.results import METRIC_COLUMNS
 from lightning_yolo.evaluation.ap import fitness
 
-METRIC_KEYS = (
-    "metrics/precision",
-    "metrics/recall",
-    "metrics/mAP_0.5",
-    "metrics/mAP_0.5:0.95",
-    "val/box_loss",
-    "val/obj_loss",
-    "val/cls_loss",
-)
+METRIC_KEYS = METRIC_COLUMNS
 """YOLOv5's seven result columns, in ``evolve.csv``'s order."""
 
 REPORT_CALLBACK = "lightning_yolo.tune.trial.ReportFitness"
