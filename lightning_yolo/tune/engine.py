@@ -65,17 +65,24 @@ def gpus_per_trial(options: TuneOptions) -> float:
 
 
 class RecordTrials(tune.Callback):
-    """Write each finished trial to the tune folder's results as soon as it finishes, and say so."""
+    """Write each finished trial to the tune folder's results as soon as it finishes, and say so.
 
-    def __init__(self, tune_dir: Path, space: SearchSpace, trials: int, trials_dir: str) -> None:
+    A trial's hyperparameters are its suggestion over ``base``: a searcher that varies only the mutable keys
+    (Optuna) leaves the others at the fit config's values, which the trial's fit used.
+    """
+
+    def __init__(
+        self, tune_dir: Path, space: SearchSpace, trials: int, trials_dir: str, base: dict[str, float]
+    ) -> None:
         self.tune_dir, self.space, self.trials, self.trials_dir = tune_dir, space, trials, trials_dir
+        self.base = base
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
         if any(k not in result for k in METRIC_KEYS):
             log.warning("trial %s finished without validation metrics; it is left out of the results", trial)
             return
-        hyp = {k: float(v) for k, v in trial.config.items()}
+        hyp = {**{k: self.base[k] for k in self.space.keys}, **{k: float(v) for k, v in trial.config.items()}}
         record = TrialRecord(trial.trial_id, tuple(float(result[k]) for k in METRIC_KEYS), hyp)
         records = add_record(self.tune_dir, record, self.space)
         best = max(r.fitness for r in records)
@@ -148,7 +155,7 @@ def build_tuner(job: TuneJob, gpus: float, done: list[TrialRecord]) -> Any:
     run_config = tune.RunConfig(
         name=EXPERIMENT,
         storage_path=str(job.tune_dir.resolve()),
-        callbacks=[RecordTrials(job.tune_dir, job.space, options.trials, job.plan.trials_dir)],
+        callbacks=[RecordTrials(job.tune_dir, job.space, options.trials, job.plan.trials_dir, job.base)],
         failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
         checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=0),
         verbose=0,

@@ -69,3 +69,23 @@ def test_a_new_experiment_continues_from_recorded_trials(tmp_path):
     assert optuna._points_to_evaluate == [{"lr0": 0.02, "momentum": 0.937, "hsv_h": 0.015, "mosaic": 1.0}]
     assert make_scheduler(TuneOptions(), 3) is None
     assert make_scheduler(TuneOptions(asha=True, grace_period=5), 3)._max_t == 3
+
+
+def test_keys_a_searcher_leaves_out_are_recorded_at_their_fit_values(tmp_path):
+    # Optuna varies only the mutable keys (fl_gamma has gain 0): the trial's fit ran with fl_gamma from the fit
+    # config, and the record, evolve.csv and the fragment must say so rather than fail on the missing key.
+    from types import SimpleNamespace
+
+    from lightning_yolo.tune.engine import RecordTrials
+    from lightning_yolo.tune.results import load_records
+    from lightning_yolo.tune.trial import METRIC_KEYS
+
+    space = search_space(list(BASE))
+    base = {**BASE, "fl_gamma": 1.5}
+    callback = RecordTrials(tmp_path, space, trials=1, trials_dir=str(tmp_path / "trials"), base=base)
+    metrics = dict(zip(METRIC_KEYS, [0.5, 0.4, 0.3, 0.2, 0.05, 0.02, 0.01], strict=True))
+    trial = SimpleNamespace(trial_id="t1", last_result=metrics, config={"lr0": 0.02, "momentum": 0.9})
+    callback.on_trial_complete(0, [], trial)
+    (record,) = load_records(tmp_path)
+    assert record.hyp == {"lr0": 0.02, "momentum": 0.9, "fl_gamma": 1.5, "hsv_h": 0.015, "mosaic": 1.0}
+    assert (tmp_path / "evolve.csv").read_text().count("\n") == 2
