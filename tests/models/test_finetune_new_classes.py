@@ -62,4 +62,5 @@ def test_first_step_loss_and_head_gradients_equal_yolov5s(module: YOLOModule, re
     loss.backward()
     params = dict(module.model.named_parameters())
     for name, grad in reference["grads"].items():
-        torch.testing.assert_close(params[name].grad, grad, rtol=1e-3, atol=1e-6)
+        # summation order follows the thread count: elements near zero differ by ~1e-6 between runs
+        torch.testing.assert_close(params[name].grad, grad, rtol=1e-3, atol=1e-5, msg=name)
