@@ -207,6 +207,9 @@ def run_tuner(job: TuneJob) -> tuple[int, int]:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the tune folder has its own results
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no progress tables, the trial lines say it
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # no Ray result files: ours
+    # a failed trial is one warning line naming its fit.log (RecordTrials); Ray's own report adds its traceback
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     experiment = job.tune_dir.resolve() / EXPERIMENT
     done = load_records(job.tune_dir)
     if len(done) >= job.options.trials:

@@ -69,13 +69,23 @@ def prepare(argv: Sequence[str]) -> Any:
 
 
 def check_files(config: dict[str, Any]) -> None:
-    """Refuse a missing weights file or dataset yaml now, rather than once in every trial."""
+    """Refuse a missing or unreadable weights file or dataset yaml now, rather than once in every trial."""
+    from lightning_yolo.data.config import DatasetError, load_dataset_config
+    from lightning_yolo.models.weights import WeightsError, load_weights
+
     weights = (config.get("model") or {}).get("weights")
     data = str((config.get("data") or {}).get("data") or "")
     if weights and not Path(weights).is_file():
         raise ConfigError(f"model.weights: {weights} does not exist")
     if data.endswith((".yaml", ".yml")) and not Path(data).is_file():
         raise ConfigError(f"data.data: {data} does not exist")
+    try:
+        if weights:
+            load_weights(weights)
+        if data.endswith((".yaml", ".yml")):
+            load_dataset_config(data)
+    except (WeightsError, DatasetError) as err:
+        raise ConfigError(str(err)) from None
 
 
 def claim_tune_dir(tune_dir: Path, settings: dict[str, Any]) -> None:
