@@ -33,6 +33,7 @@ def test_without_the_extra_tune_names_the_pip_line(monkeypatch, capsys):
         (["--model.lr0", "-0.1"], "model.lr0"),
         (["--data.hsv_h", "abc"], "data.hsv_h"),
         (["--model.weights", "missing.pt"], "model.weights"),
+        (["--model.weights", __file__], "not a PyTorch checkpoint"),
     ],
 )
 def test_bad_settings_are_one_line_before_ray_starts(args, named, tmp_path, capsys):
