@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
             },
             parser_kwargs={
                 "description": "lightning_yolo: YOLOv5 training on PyTorch Lightning. "
-                "Also: `python -m lightning_yolo predict|export|convert --help`."
+                "Also: `python -m lightning_yolo predict|export|benchmark|convert|serve|tune --help`."
             },
             state=state,
         )
