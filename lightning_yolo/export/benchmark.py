@@ -101,16 +101,18 @@ class _InferenceTime:
         self.ms = module.speed.per_image_ms()[1]
 
 
-def _validate(args: argparse.Namespace, weights: Path) -> tuple[float, float]:
-    """mAP@0.5:0.95 and inference ms/image of ``weights`` on the dataset (the validate command, quietly)."""
+def _validate(args: argparse.Namespace, weights: Path, stride: int) -> tuple[float, float]:
+    """mAP@0.5:0.95 and inference ms/image of ``weights`` on the dataset (the validate command, quietly).
+
+    ``stride`` is the model's largest stride (the same for every export of one model), which sizes the rect batches.
+    """
     from pytorch_lightning import Callback, Trainer
 
     from lightning_yolo.data.datamodule import YOLODataModule
     from lightning_yolo.module import YOLOModule
-    from lightning_yolo.predict.predictor import load_detector, parse_device
+    from lightning_yolo.predict.predictor import parse_device
 
     device = parse_device(args.device)
-    stride = load_detector(weights, "cpu").stride
     data = YOLODataModule(
         data=args.data, imgsz=args.imgsz, batch_size=args.batch_size, workers=args.workers, stride=stride
     )
@@ -136,32 +138,36 @@ def _one_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:160]
 
 
-def measure(args: argparse.Namespace, name: str, folder: Path) -> BenchmarkRow:
-    """Export and validate one format; any failure is recorded in the row, never raised."""
+def measure(args: argparse.Namespace, name: str, folder: Path, stride: int) -> BenchmarkRow:
+    """Export and validate one format (``stride``: the source model's); any failure is recorded in the row, never
+    raised."""
     row = BenchmarkRow(FORMAT_NAMES[name])
     try:
         path = Path(args.weights) if name == "pytorch" else _export(args, name, folder)
         row.size_mb = _size_mb(path)
-        row.map50_95, row.ms_per_image = _validate(args, path)
+        row.map50_95, row.ms_per_image = _validate(args, path, stride)
     except Exception as exc:  # a benchmark reports every format's failure instead of stopping
         row.error = _one_line(exc)
     return row
 
 
+HEADER = ["Format", "Size (MB)", "mAP50-95", "Inference time (ms/im)", "Error"]
+"""YOLOv5's benchmark columns, and the error that stopped a format."""
+
+
 def format_table(rows: list[BenchmarkRow]) -> str:
     """YOLOv5's benchmark table as aligned text, errors in a last column."""
-    header = ["Format", "Size (MB)", "mAP50-95", "Inference time (ms/im)", "Error"]
     lines = [[*r.cells(), r.error] for r in rows]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
+    widths = [max(len(str(x)) for x in col) for col in zip(HEADER, *lines, strict=True)]
     render = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-    return "\n".join([render(header), *(render(line) for line in lines)])
+    return "\n".join([render(HEADER), *(render(line) for line in lines)])
 
 
 def write_csv(rows: list[BenchmarkRow], path: Path) -> None:
     """The table as CSV (empty cells where there is no value)."""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["Format", "Size (MB)", "mAP50-95", "Inference time (ms/im)", "Error"])
+        writer.writerow(HEADER)
         for r in rows:
             writer.writerow([r.format, *("" if c == "-" else c for c in r.cells()[1:]), r.error])
 
@@ -178,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.imgsz <= 0 or args.batch_size <= 0:
             raise ValueError(f"--imgsz {args.imgsz} and --batch-size {args.batch_size} must be positive")
         load_dataset_config(args.data)
-        load_detector(args.weights, "cpu")
+        stride = load_detector(args.weights, "cpu").stride  # also refuses unreadable weights now
         folder.mkdir(parents=True, exist_ok=True)
     except (WeightsError, DatasetError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -186,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for name in args.formats:
         start = time.perf_counter()
-        rows.append(measure(args, name, folder))
+        rows.append(measure(args, name, folder, stride))
         print(f"{FORMAT_NAMES[name]}: done in {time.perf_counter() - start:.0f} s", flush=True)
     print(f"\nBenchmarks of {args.weights} on {args.data} at {args.imgsz} ({args.device}):")
     print(format_table(rows))
